@@ -1,0 +1,53 @@
+# wincontainers.gmsa developer entry point. `make test` is what CI runs; `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PIP_STAMP := $(VENV)/.deps-installed
+# Tools from the virtual environment first (ansible-lint warns when it has to fix PATH itself).
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help deps sanity units lint changelog-lint build test clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(PY):
+	"$$(hack/find-python.sh)" -m venv $(VENV)
+
+$(PIP_STAMP): $(PY) requirements.txt tests/requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r tests/requirements-dev.txt
+	touch $@
+
+deps: $(PIP_STAMP) ## create the virtual environment with the pinned toolchain
+	@hack/system-deps.sh
+	@# ansible-test --venv downloads get-pip.py from a host CI cannot reach; it uses a cached copy first.
+	@pip_version=$$($(PY) -c 'import types; from ansible_test._internal.python_requirements import get_venv_packages; \
+		print(get_venv_packages(types.SimpleNamespace(version="3"))["pip"])'); \
+	  mkdir -p ~/.ansible/test/cache; \
+	  cp hack/get_pip_offline.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
+
+sanity: deps ## ansible-test sanity (offline, in virtual environments)
+	tree=$$(hack/collection-tree.sh $(PY)); version=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  cd "$$tree" && $(CURDIR)/$(BIN)/ansible-test sanity --venv --python "$$version" --color no
+
+units: deps ## unit tests
+	$(BIN)/pytest tests/unit -q
+
+lint: deps ## ansible-lint, production profile
+	$(BIN)/ansible-lint --profile production
+
+changelog-lint: deps ## antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint
+
+build: deps ## build the collection tarball, install it and render every plugin's docs
+	hack/build-check.sh $(BIN)
+
+test: sanity units lint changelog-lint build ## everything CI runs
+
+clean: ## remove build output (keeps the virtual environment)
+	rm -rf build tests/output

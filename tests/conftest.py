@@ -1,0 +1,27 @@
+"""Make the checkout importable as ``ansible_collections.wincontainers.gmsa`` for plain pytest runs.
+
+ansible-test needs the collection at ``.../ansible_collections/wincontainers/gmsa``; a git checkout is
+usually not there, so pytest gets a symlinked tree under ``.cache/`` instead.
+"""
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _collections_root():
+    parts = _ROOT.split(os.sep)
+    if parts[-3:] == ["ansible_collections", "wincontainers", "gmsa"]:
+        return os.sep.join(parts[:-3])
+    tree = os.path.join(_ROOT, ".cache", "collections")
+    link = os.path.join(tree, "ansible_collections", "wincontainers", "gmsa")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(_ROOT, link)
+    return tree
+
+
+_TREE = _collections_root()
+if _TREE not in sys.path:
+    sys.path.insert(0, _TREE)
