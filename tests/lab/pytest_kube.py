@@ -1,0 +1,20 @@
+"""pytest plugin: the lab's Kubernetes cluster as a session fixture (load with ``-p tests.lab.pytest_kube``).
+
+The cluster is left running after the session, so the next run starts in seconds; `labctl.py down` stops it.
+Nothing is skipped: when the lab cannot start, every test using it errors with the LabError that says why.
+"""
+
+import pytest
+
+from tests.lab import kube
+
+
+@pytest.fixture(scope="session")
+def kube_lab():
+    """The running lab cluster.
+
+    Keys: state_dir, kubeconfig, server (https://127.0.0.1:PORT), ca_file, binaries ({name: path} for
+    kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, kwokctl), pod_cidr,
+    nodes ({"linux": name, "windows": name}).
+    """
+    return kube.up()
