@@ -8,15 +8,22 @@ set -eu
 
 WANTED_SERIES="4.22"
 BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.sources
-PACKAGES="samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools"
+# krb5-user: kinit/klist for the lab's Kerberos checks; libkrb5-dev: headers the pinned gssapi and krb5 Python
+# packages build against (pyspnego's Kerberos provider).
+PACKAGES="samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools libkrb5-dev"
 
 installed_series() {
     command -v samba >/dev/null 2>&1 || return 0
     samba --version 2>/dev/null | sed -n 's/^Version \([0-9]*\.[0-9]*\).*/\1/p'
 }
 
-if [ "$(installed_series)" = "$WANTED_SERIES" ] && command -v samba-tool >/dev/null 2>&1 \
-        && command -v kinit >/dev/null 2>&1 && command -v ldbsearch >/dev/null 2>&1; then
+missing_packages() {
+    for package in $PACKAGES; do
+        dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null | grep -qx installed || echo "$package"
+    done
+}
+
+if [ "$(installed_series)" = "$WANTED_SERIES" ] && [ -z "$(missing_packages)" ]; then
     echo "Samba $(samba --version | sed 's/^Version //') already installed"
     exit 0
 fi

@@ -181,7 +181,7 @@ def create_user(connection: LDAPConnection, lab: dict, cleanup: list, password: 
 
 def test_add_modify_search_delete(samba_dc, cleanup):
     with connect(samba_dc) as connection:
-        name, _ = create_user(connection, samba_dc, cleanup, f"Pw-{secrets.token_urlsafe(12)}")
+        name = create_user(connection, samba_dc, cleanup, f"Pw-{secrets.token_urlsafe(12)}")[0]
         dn = cleanup[-1]
         connection.modify(dn, [("replace", "description", "first"), ("add", "otherTelephone", ["1", "2"])])
         connection.modify(dn, [("delete", "otherTelephone", ["1"])])
@@ -204,8 +204,8 @@ def test_add_modify_search_delete(samba_dc, cleanup):
 
 def parse_managed_password_blob(blob: bytes) -> bytes:
     """The current password (UTF-16LE, without terminator) from an MSDS-MANAGEDPASSWORD_BLOB (MS-ADTS 2.2.19)."""
-    version, _, length, current, previous, query_interval, _ = struct.unpack_from("<HHIHHHH", blob)
-    assert version == 1 and length == len(blob)
+    version, reserved, length, current, previous, query_interval = struct.unpack_from("<HHIHHH", blob)
+    assert (version, reserved, length) == (1, 0, len(blob))
     # The current password runs up to the next field present, less its two-byte NUL terminator.
     return blob[current:(previous or query_interval) - 2]
 
@@ -239,7 +239,7 @@ def test_gmsa_password_is_readable_by_the_allowed_user_only_and_gets_a_tgt(samba
 
     with connect(samba_dc) as admin:
         allowed_user, allowed_sid = create_user(admin, samba_dc, cleanup, allowed_password)
-        other_user, _ = create_user(admin, samba_dc, cleanup, other_password)
+        other_user = create_user(admin, samba_dc, cleanup, other_password)[0]
         admin.add(gmsa_dn, {
             "objectClass": "msDS-GroupManagedServiceAccount",
             "sAMAccountName": f"{gmsa_name}$",
@@ -252,9 +252,13 @@ def test_gmsa_password_is_readable_by_the_allowed_user_only_and_gets_a_tgt(samba
             "msDS-GroupMSAMembership": encode_group_msa_membership([allowed_sid]),
         })
         cleanup.append(gmsa_dn)
-        gmsa = admin.search(gmsa_dn, attributes=["msDS-KeyVersionNumber", "msDS-GroupMSAMembership", "userAccountControl"], scope="base", sd_flags=SD_FLAGS_DACL)[0]
+        gmsa = admin.search(gmsa_dn, attributes=["msDS-KeyVersionNumber", "msDS-GroupMSAMembership", "userAccountControl"], scope="base")[0]
         assert gmsa.values("userAccountControl") == [str(WORKSTATION_TRUST_ACCOUNT).encode()]
         assert decode_security_descriptor(gmsa.values("msDS-GroupMSAMembership")[0]).password_readers == (allowed_sid,)
+        # The SD flags control trims nTSecurityDescriptor to the parts asked for: here the DACL, no owner.
+        object_security = admin.search(gmsa_dn, attributes=["nTSecurityDescriptor"], scope="base", sd_flags=SD_FLAGS_DACL)[0]
+        descriptor = decode_security_descriptor(object_security.values("nTSecurityDescriptor")[0])
+        assert descriptor.owner is None and descriptor.dacl
         kvno = int(gmsa.values("msDS-KeyVersionNumber")[0])
 
     with connect(samba_dc, username=f"{samba_dc['netbios_name']}\\{allowed_user}", password=allowed_password) as allowed:

@@ -7,10 +7,10 @@ Layout under ``<state_dir>/samba``::
     krb5.conf     client Kerberos configuration (KDC 127.0.0.1, no DNS lookups); point KRB5_CONFIG here
     pristine/     the provisioned tree as it was before its first start
     live/         the tree the running DC uses; replaced from pristine/ on every fresh start
-    lock          serializes up/down between processes
 
 Paths inside the provisioned tree are absolute, so pristine/ is always restored to the same live/ path.
-Nothing outside the state directory is changed; the DC only listens on loopback.
+Nothing outside the state directory is changed; the DC only listens on loopback. Samba's ports are fixed,
+so one lab DC runs on a machine at a time: starting and stopping is serialized by a machine-wide lock file.
 
 Usage: ``python -m tests.lab.samba up|down|status`` from the repository root (run ``scripts/install-samba.sh``
 first, as root).
@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import sansldap
@@ -50,6 +51,7 @@ DC_NAME = "dc1"
 PROVISION_TIMEOUT = 300
 START_TIMEOUT = 60
 STOP_TIMEOUT = 20
+MACHINE_LOCK = os.path.join(tempfile.gettempdir(), "wincontainers-gmsa-samba.lock")
 
 # Services a lab DC does not need. dnsupdate would query the machine's resolver (an off-machine address);
 # s3fs (smbd), nbt, wrepl and ntp_signd serve file sharing, NetBIOS, WINS and NTP, which no test uses.
@@ -77,18 +79,23 @@ class _Paths:
         self.run = os.path.join(self.live, "run")
         self.pid_file = os.path.join(self.run, "samba.pid")
         self.log_file = os.path.join(self.live, "log", "samba.log")
-        self.lock = os.path.join(self.root, "lock")
 
 
 def up(state_dir: str = DEFAULT_STATE_DIR) -> dict:
     """Make sure the lab DC runs and return how to reach it (see :func:`_connection_info`).
 
-    A running DC is reused as is. Otherwise the live tree is restored from the pristine copy (provisioned on
-    first use) and Samba is started, so every fresh start begins with a clean domain.
+    A running DC that serves this lab's domain is reused as is. Otherwise the live tree is restored from the
+    pristine copy (provisioned on first use) and Samba is started, so every fresh start begins with a clean
+    domain.
     """
     paths = _Paths(state_dir)
-    with _locked(paths):
-        if _running_pid(paths) is None:
+    with _machine_lock():
+        pid = _running_pid(paths)
+        if pid is not None and not _serves_domain(_base_dn(_read_config(paths))):
+            # Alive but not serving, e.g. its services could not bind because another DC held the ports.
+            _stop(pid)
+            pid = None
+        if pid is None:
             if not os.path.isdir(paths.pristine):
                 _provision(paths)
             _restore_pristine(paths)
@@ -99,7 +106,7 @@ def up(state_dir: str = DEFAULT_STATE_DIR) -> dict:
 def down(state_dir: str = DEFAULT_STATE_DIR) -> None:
     """Stop the lab DC if it runs. The pristine copy stays, so the next :func:`up` takes seconds."""
     paths = _Paths(state_dir)
-    with _locked(paths):
+    with _machine_lock():
         pid = _running_pid(paths)
         if pid is not None:
             _stop(pid)
@@ -127,7 +134,7 @@ def _connection_info(paths: _Paths, config: dict) -> dict:
         "realm": dns_domain.upper(),
         "dns_domain": dns_domain,
         "netbios_name": config["netbios_name"],
-        "base_dn": ",".join(f"DC={label}" for label in dns_domain.split(".")),
+        "base_dn": _base_dn(config),
         "admin_user": ADMIN_USER,
         "admin_password": config["admin_password"],
         "krb5_config": paths.krb5_conf,
@@ -136,10 +143,13 @@ def _connection_info(paths: _Paths, config: dict) -> dict:
     }
 
 
+def _base_dn(config: dict) -> str:
+    return ",".join(f"DC={label}" for label in config["dns_domain"].split("."))
+
+
 @contextlib.contextmanager
-def _locked(paths: _Paths):
-    os.makedirs(paths.root, mode=0o700, exist_ok=True)
-    with open(paths.lock, "a", encoding="utf-8") as lock_file:
+def _machine_lock():
+    with open(MACHINE_LOCK, "a", encoding="utf-8") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         yield
 
@@ -165,6 +175,7 @@ def _new_config(paths: _Paths) -> dict:
 
 
 def _provision(paths: _Paths) -> None:
+    os.makedirs(paths.root, mode=0o700, exist_ok=True)
     config = _new_config(paths)
     dc_hostname = f"{DC_NAME}.{config['dns_domain']}"
     _write_tls_material(paths, dc_hostname)
@@ -326,12 +337,16 @@ def _ensure_ports_free() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.settimeout(1)
             if probe.connect_ex((HOST, port)) == 0:
-                raise LabError(f"{HOST}:{port} is already served by a process that is not this lab's DC; stop it first")
+                raise LabError(
+                    f"{HOST}:{port} is already served by a process that is not this lab's DC (the DC of another lab"
+                    " directory? Samba's ports are fixed, so one lab DC runs at a time); stop it first"
+                )
 
 
 def _wait_for_ldap(paths: _Paths, samba: subprocess.Popen) -> None:
     deadline = time.monotonic() + START_TIMEOUT
-    while not _ldap_answers():
+    base_dn = _base_dn(_read_config(paths))
+    while not _serves_domain(base_dn):
         if samba.poll() is not None:
             raise LabError(f"samba exited with code {samba.returncode} during start-up; see {paths.log_file}")
         if time.monotonic() > deadline:
@@ -339,8 +354,11 @@ def _wait_for_ldap(paths: _Paths, samba: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
-def _ldap_answers() -> bool:
-    """Read the rootDSE anonymously: the lab's readiness check does not depend on the code under test."""
+def _serves_domain(base_dn: str) -> bool:
+    """Whether LDAP on the lab address answers for ``base_dn`` (and not for another lab's domain).
+
+    The rootDSE is read anonymously with sansldap alone: the lab's readiness does not depend on the code under test.
+    """
     protocol = sansldap.LDAPClient()
     protocol.search_request("", scope=sansldap.SearchScope.BASE, attributes=["defaultNamingContext"])
     try:
@@ -351,8 +369,11 @@ def _ldap_answers() -> bool:
                 if not data:
                     return False
                 for message in protocol.receive(data):
+                    if isinstance(message, sansldap.SearchResultEntry):
+                        naming_contexts = [value for attribute in message.attributes for value in attribute.values]
+                        return naming_contexts == [base_dn.encode()]
                     if isinstance(message, sansldap.SearchResultDone):
-                        return message.result.result_code == sansldap.LDAPResultCode.SUCCESS
+                        return False
     except (OSError, sansldap.ProtocolError):
         return False
 

@@ -88,10 +88,10 @@ def test_default_ports_follow_the_tls_mode():
     assert LDAPConnection("dc.example.test", tls_mode="ldaps").url == "ldaps://dc.example.test:636"
 
 
-def queued_bytes(request) -> str:
+def queued_bytes(request) -> bytes:
     protocol = _ldap._LDAPProtocol()
     protocol.send_request(request)
-    return protocol.data_to_send().hex()
+    return protocol.data_to_send()
 
 
 def test_write_requests_are_encoded_as_rfc_4511_says():
@@ -99,14 +99,14 @@ def test_write_requests_are_encoded_as_rfc_4511_says():
     modify = _ldap._ModifyRequest(message_id=0, controls=[], entry="CN=x", changes=[(2, "cn", [b"y"])])
     delete = _ldap._DeleteRequest(message_id=0, controls=[], entry="CN=x")
 
-    assert queued_bytes(add) == "3018020101" "6813" "0404434e3d78" "300b" "3009" "0402636e" "3103040178"
-    assert queued_bytes(modify) == "301d020101" "6618" "0404434e3d78" "3010" "300e" "0a0102" "3009" "0402636e" "3103040179"
-    assert queued_bytes(delete) == "3009020101" "4a04434e3d78"
+    assert queued_bytes(add) == bytes.fromhex("3018 020101 6813 0404434e3d78 300b 3009 0402636e 3103040178")
+    assert queued_bytes(modify) == bytes.fromhex("301d 020101 6618 0404434e3d78 3010 300e 0a0102 3009 0402636e 3103040179")
+    assert queued_bytes(delete) == bytes.fromhex("3009 020101 4a04434e3d78")
 
 
 def test_write_responses_are_decoded_across_partial_reads():
     protocol = _ldap._LDAPProtocol()
-    modify_response = bytes.fromhex("300d020102" "6708" "0a0120" "0400" "040178")
+    modify_response = bytes.fromhex("300d 020102 6708 0a0120 0400 040178")
 
     assert not protocol.receive(modify_response[:5])
     (response,) = protocol.receive(modify_response[5:])
@@ -135,7 +135,7 @@ def serve_once(listener: socket.socket, respond) -> threading.Thread:
     """Accept one connection and answer each LDAP request with ``respond(ldap_server, request)``."""
 
     def run():
-        connection, _ = listener.accept()
+        connection = listener.accept()[0]
         with connection:
             ldap_server = sansldap.LDAPServer()
             while data := connection.recv(65536):
@@ -192,7 +192,7 @@ def test_silent_server_hits_the_operation_timeout(listener):
 
 def test_server_closing_the_connection_is_reported(listener):
     def hang_up():
-        connection, _ = listener.accept()
+        connection = listener.accept()[0]
         connection.recv(65536)
         connection.close()
 
