@@ -46,6 +46,8 @@ INCOMPLETE = "incomplete"
 
 @dataclass(frozen=True)
 class Cause:
+    """A known cause of a failed check, and what to look at."""
+
     name: str
     hint: str
 
@@ -220,7 +222,7 @@ def parse_nltest_sc_verify(output: str, domain: str) -> dict[str, Any]:
     failed = next((status for status in statuses if status["code"] != 0), None)
     if failed:
         return _nltest_failure(check, failed, details)
-    if details["connection_status"] is None or details["verification_status"] is None:
+    if trusted_dc is None or details["connection_status"] is None or details["verification_status"] is None:
         return _unreadable(check, output)
     return check_result(check, PASSED, f"secure channel to {trusted_dc} verified", details)
 

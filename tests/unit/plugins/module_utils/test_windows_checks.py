@@ -108,6 +108,12 @@ def test_sc_verify_unrecognised_output_fails_and_keeps_the_output():
     assert result["cause"] is None
 
 
+def test_sc_verify_success_statuses_without_a_trusted_dc_are_not_a_pass():
+    output = published("nltest_sc_verify_success.txt").replace("Trusted DC Name \\\\dc01.contoso.com\n", "")
+    assert "dc01" not in output
+    assert parse_nltest_sc_verify(output, "contoso.com")["state"] == FAILED
+
+
 # --- nltest /parentdomain --------------------------------------------------------------------------------
 
 
