@@ -21,6 +21,8 @@ CLUSTER_NAME = "wgmsa"
 # of its own, so the API server never dials an address outside this machine.
 POD_CIDR = "10.244.0.0/16"
 KUBE_TOOLS = ("kubernetes", "etcd", "kwok")
+# An inherited proxy would carry kube-apiserver's webhook calls to pod IPs off this machine.
+PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}
 
 # What an AKS on Azure Stack HCI Windows Server 2022 node reports. No taint: AKS-HCI schedules by
 # nodeSelector kubernetes.io/os=windows, which is what the collection wires into pod templates.
@@ -83,9 +85,10 @@ def _binaries():
 
 
 def _run(command, state_dir, binaries, stdin=None, timeout=180):
+    what = " ".join([os.path.basename(command[0])] + command[1:5])
     # kwokctl looks kubectl up on PATH; KWOK_WORKDIR keeps its state out of ~/.kwok.
     env = dict(
-        os.environ,
+        {name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES},
         KWOK_WORKDIR=_kwok_workdir(state_dir),
         KUBECONFIG=kubeconfig_path(state_dir),
         PATH=os.path.dirname(binaries["kubectl"]) + os.pathsep + os.environ.get("PATH", ""),
@@ -93,9 +96,9 @@ def _run(command, state_dir, binaries, stdin=None, timeout=180):
     try:
         result = subprocess.run(command, input=stdin, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as error:
-        raise LabError("%s timed out after %s s" % (" ".join(command[:3]), timeout)) from error
+        raise LabError("%s timed out after %s s" % (what, timeout)) from error
     if result.returncode != 0:
-        raise LabError("%s failed: %s" % (" ".join(command[:3]), (result.stderr or result.stdout).strip()[-3000:]))
+        raise LabError("%s failed: %s" % (what, (result.stderr or result.stdout).strip()[-3000:]))
     return result.stdout
 
 

@@ -70,15 +70,13 @@ def _webhook_dir(lab, install):
 
 
 def _write(path, content, mode=0o600):
-    """Write only when changed, so --cert-reload sees a rotation and nothing else."""
+    """Write only when changed, and in place: --cert-reload watches these very files for writes."""
     if os.path.exists(path):
         with open(path, "rb") as current:
             if current.read() == content:
                 return
-    partial = path + ".partial"
-    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as new:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as new:
         new.write(content)
-    os.replace(partial, path)
 
 
 def _projected_secret_file(lab, namespace, pod_spec, container, path):
