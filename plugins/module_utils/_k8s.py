@@ -1,0 +1,205 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Thin Kubernetes client for the cluster modules.
+
+Connection handling is kubernetes.core's (its options, ``K8S_AUTH_*`` environment, kubeconfig and context);
+this layer only adds what the modules need on top of its client:
+
+- a static table of the few kinds the collection writes, so no run pays for API discovery and check mode can
+  name a kind whose CRD is not installed yet;
+- requests by path (get, list, server-side apply, delete, create) that return plain dicts;
+- one error type whose message says what failed in words a cluster admin acts on (unreachable API server,
+  forbidden by RBAC, missing CRD), never the raw response with its headers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
+
+try:
+    from kubernetes.dynamic.exceptions import DynamicApiError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+except ImportError:  # AnsibleK8SModule reports the missing kubernetes library
+
+    class DynamicApiError(Exception):  # type: ignore[no-redef]
+        """Stand-in so the except clauses below stay valid without the kubernetes library."""
+
+    class Urllib3Error(Exception):  # type: ignore[no-redef]
+        """Stand-in, as above."""
+
+FIELD_MANAGER = "wincontainers.gmsa"
+# Every object the collection creates carries this label; state=absent deletes nothing without it.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "wincontainers.gmsa"
+REQUEST_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where the API serves one kind of object."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [root]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(self.plural)
+        if name:
+            parts.append(name)
+        return "/".join(parts)
+
+
+KINDS = {
+    kind.kind: kind
+    for kind in (
+        Kind("v1", "Namespace", "namespaces", False),
+        Kind("v1", "ServiceAccount", "serviceaccounts", True),
+        Kind("v1", "Secret", "secrets", True),
+        Kind("v1", "Service", "services", True),
+        Kind("v1", "Pod", "pods", True),
+        Kind("apps/v1", "Deployment", "deployments", True),
+        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
+        Kind("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
+        Kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", False),
+        Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
+        Kind("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", False),
+        Kind("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", False),
+        Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False),
+        Kind("windows.k8s.io/v1", "GMSACredentialSpec", "gmsacredentialspecs", False),
+        Kind("cert-manager.io/v1", "Issuer", "issuers", True),
+        Kind("cert-manager.io/v1", "Certificate", "certificates", True),
+    )
+}
+
+
+def object_ref(obj: dict[str, Any]) -> str:
+    """``Kind namespace/name`` or ``Kind name``, as messages and results name objects."""
+    metadata = obj["metadata"]
+    namespace = metadata.get("namespace")
+    return f"{obj['kind']} {namespace + '/' if namespace else ''}{metadata['name']}"
+
+
+class ApiError(Exception):
+    """A request failed; ``str()`` explains it, ``status`` is the HTTP status (0 when no answer came)."""
+
+    def __init__(self, message: str, status: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def _server_message(error: DynamicApiError) -> tuple[str, str]:
+    try:
+        body = json.loads(error.body)
+    except (TypeError, ValueError):
+        return (error.reason or "").strip(), ""
+    return body.get("message", error.reason or ""), body.get("reason", "")
+
+
+class Cluster:
+    """Requests against one API server, with kubernetes.core's client and connection options."""
+
+    def __init__(self, module: AnsibleK8SModule) -> None:
+        try:
+            k8s_client = get_api_client(module=module)
+        except CoreException as error:
+            raise ApiError(f"cannot configure the Kubernetes client: {error}") from error
+        self._client = k8s_client.client
+        self.host = k8s_client.configuration.host
+
+    def _request(self, method: str, path: str, action: str, **params: Any) -> dict[str, Any]:
+        try:
+            response = self._client.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
+            return json.loads(response.data)
+        except DynamicApiError as error:
+            message, reason = _server_message(error)
+            if error.status == 403:
+                message = f"forbidden by RBAC: {message}"
+            raise ApiError(f"{action}: {message}", error.status, reason) from None
+        except (Urllib3Error, OSError) as error:
+            raise ApiError(f"{action}: cannot reach the Kubernetes API server at {self.host}: {error}") from None
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The object, or None when it does not exist (a kind the API does not serve counts as not existing)."""
+        try:
+            return self._request("get", KINDS[kind].path(namespace, name), f"reading {kind} {name}")
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The objects of a kind (in all namespaces when ``namespace`` is None); empty when the kind is not served."""
+        try:
+            answer = self._request(
+                "get", KINDS[kind].path(namespace), f"listing {KINDS[kind].plural}", label_selector=label_selector, field_selector=field_selector
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return []
+            raise
+        api_version, list_kind = answer.get("apiVersion", KINDS[kind].api_version), kind
+        # List items carry neither apiVersion nor kind; the rest of the collection expects both.
+        return [dict(item, apiVersion=api_version, kind=list_kind) for item in answer.get("items", [])]
+
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply with the collection's field manager; conflicts with other managers are taken over."""
+        metadata = obj["metadata"]
+        return self._request(
+            "patch",
+            KINDS[obj["kind"]].path(metadata.get("namespace"), metadata["name"]),
+            f"applying {object_ref(obj)}",
+            body=json.dumps(obj),
+            content_type="application/apply-patch+yaml",
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+            dry_run="All" if dry_run else None,
+        )
+
+    def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        metadata = obj["metadata"]
+        return self._request(
+            "post",
+            KINDS[obj["kind"]].path(metadata.get("namespace")),
+            f"creating {object_ref(obj)}",
+            body=obj,
+            field_manager=FIELD_MANAGER,
+            dry_run="All" if dry_run else None,
+        )
+
+    def delete(self, obj: dict[str, Any], dry_run: bool = False) -> bool:
+        """Delete an object (dependents in the background); False when it was already gone."""
+        metadata = obj["metadata"]
+        try:
+            self._request(
+                "delete",
+                KINDS[obj["kind"]].path(metadata.get("namespace"), metadata["name"]),
+                f"deleting {object_ref(obj)}",
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+                dry_run="All" if dry_run else None,
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+
+def cluster_module(argument_spec: dict[str, Any], **kwargs: Any) -> AnsibleK8SModule:
+    """An AnsibleK8SModule taking kubernetes.core's connection options next to ``argument_spec``."""
+    return AnsibleK8SModule(argument_spec=dict(AUTH_ARG_SPEC, **argument_spec), supports_check_mode=True, **kwargs)

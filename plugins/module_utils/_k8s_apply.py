@@ -1,0 +1,213 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Reconcile many objects in one module run: server-side apply, check mode, diff, ownership.
+
+The service layer between the modules and :class:`_k8s.Cluster`:
+
+- ``prefetch`` lists the objects of a kind in one request, so a rerun that changes nothing costs one request
+  per kind instead of one per object;
+- ``apply`` skips the request when the live object already holds every desired field *and* carries the
+  digest of the same desired manifest (the digest catches fields removed from the manifest, which a subset
+  test cannot see); otherwise it server-side applies, as a dry run (``dryRun=All``) in check mode;
+- ``changed`` compares the object before and after with server bookkeeping (managedFields,
+  resourceVersion, status...) removed, so defaults the API server fills in are not changes;
+- the diff shows those normalized objects with every Secret value replaced by a marker.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ApiError,
+    Cluster,
+    object_ref,
+)
+
+DIGEST_ANNOTATION = "wincontainers.gmsa/applied-digest"
+HIDDEN = "<hidden>"
+HIDDEN_CHANGED = "<hidden, changed>"
+_BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
+
+
+class Conflict(Exception):
+    """The cluster holds objects this run must not change; raised before anything is changed."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one object: ``created``, ``updated``, ``unchanged``, ``deleted`` or ``kept`` (not ours)."""
+
+    ref: str
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @property
+    def changed(self) -> bool:
+        return self.action in ("created", "updated", "deleted")
+
+
+def is_managed(obj: dict[str, Any] | None) -> bool:
+    return bool(obj) and (obj["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+
+
+def _digest(obj: dict[str, Any]) -> str:
+    # Secret values stay out of the digest: it is visible to anyone who can read the object's metadata. The
+    # subset test in apply() still compares them.
+    if obj.get("kind") == "Secret":
+        obj = dict(obj, data={key: HIDDEN for key in obj.get("data") or {}})
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def with_digest(desired: dict[str, Any]) -> dict[str, Any]:
+    """The manifest to send: the desired object plus the digest annotation of exactly that object."""
+    stamped = copy.deepcopy(desired)
+    stamped["metadata"].setdefault("annotations", {})[DIGEST_ANNOTATION] = _digest(desired)
+    return stamped
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether ``live`` holds every field of ``desired`` with the same value (lists element by element)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(key in live and contains(live[key], value) for key, value in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(contains(item, want) for item, want in zip(live, desired))
+    return live == desired
+
+
+def normalize(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The object without bookkeeping: status, managedFields, versions, and the digest annotation."""
+    if obj is None:
+        return None
+    result = {key: value for key, value in obj.items() if key != "status"}
+    metadata = {key: value for key, value in obj["metadata"].items() if key not in _BOOKKEEPING}
+    annotations = {key: value for key, value in (metadata.get("annotations") or {}).items() if key != DIGEST_ANNOTATION}
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
+    result["metadata"] = metadata
+    return result
+
+
+def redact(obj: dict[str, Any] | None, other: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A normalized copy fit for --diff: Secret values become markers (``<hidden, changed>`` when they differ from ``other``)."""
+    result = normalize(obj)
+    if result is None or result.get("kind") != "Secret":
+        return result
+    result = copy.deepcopy(result)
+    other_data = ((other or {}).get("data") or {}) if other is not None else None
+    for key, value in (result.get("data") or {}).items():
+        result["data"][key] = HIDDEN_CHANGED if other_data is not None and other_data.get(key) != value else HIDDEN
+    result.pop("stringData", None)
+    return result
+
+
+class Reconciler:
+    """Applies and deletes objects for one module run and remembers what it did."""
+
+    def __init__(self, cluster: Cluster, check_mode: bool) -> None:
+        self.cluster = cluster
+        self.check_mode = check_mode
+        self.outcomes: list[Outcome] = []
+        self.unvalidated: list[str] = []
+        self._known: dict[tuple[str, str | None, str], dict[str, Any] | None] = {}
+        self._listed: set[tuple[str, str | None]] = set()
+
+    @staticmethod
+    def _key(obj: dict[str, Any]) -> tuple[str, str | None, str]:
+        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
+
+    def prefetch(
+        self, kind: str, namespace: str | None = None, field_selector: str | None = None, expect: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """List a kind in one request; later lookups of the listed objects cost nothing.
+
+        Without a field selector the listing is complete for ``namespace`` (all namespaces when None), so any
+        object not in it is known not to exist. With one, only the objects in ``expect`` (which the selector
+        would have matched) are known not to exist when missing.
+        """
+        items = self.cluster.list(kind, namespace, field_selector=field_selector)
+        for item in items:
+            self._known[self._key(item)] = item
+        if field_selector is None:
+            self._listed.add((kind, namespace))
+        for obj in expect or ():
+            self._known.setdefault(self._key(obj), None)
+        return items
+
+    def live(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """The live object named like ``obj``, or None."""
+        key = self._key(obj)
+        if key not in self._known:
+            kind, namespace, name = key
+            listed = (kind, namespace) in self._listed or (kind, None) in self._listed
+            self._known[key] = None if listed else self.cluster.get(kind, name, namespace)
+        return self._known[key]
+
+    @property
+    def changed(self) -> bool:
+        return any(outcome.changed for outcome in self.outcomes)
+
+    def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """Make the object match ``desired``; return the live object (predicted in check mode)."""
+        stamped = with_digest(desired)
+        before = self.live(desired)
+        if before is not None and contains(before, stamped):
+            self.outcomes.append(Outcome(object_ref(desired), "unchanged", before, before))
+            return before
+        after = self._server_apply(stamped, before)
+        action = "created" if before is None else ("unchanged" if normalize(before) == normalize(after) else "updated")
+        self.outcomes.append(Outcome(object_ref(desired), action, before, after))
+        if not self.check_mode:
+            self._known[self._key(desired)] = after
+        return after
+
+    def _server_apply(self, stamped: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            return self.cluster.apply(stamped, dry_run=self.check_mode)
+        except ApiError as error:
+            # In check mode a new object's namespace or CRD may be planned by this very run, so the dry run
+            # cannot succeed yet: predict the object from the manifest and say it was not validated.
+            if self.check_mode and before is None and error.status == 404:
+                self.unvalidated.append(f"{object_ref(stamped)}: {error}")
+                return stamped
+            raise
+
+    def delete(self, obj: dict[str, Any], force: bool = False) -> None:
+        """Delete the object if it exists and this collection created it with the labels ``obj`` carries (or ``force``)."""
+        before = self.live(obj)
+        if before is None:
+            return
+        if not (force or (is_managed(before) and contains(before["metadata"].get("labels") or {}, obj["metadata"].get("labels") or {}))):
+            self.outcomes.append(Outcome(object_ref(obj), "kept", before, before))
+            return
+        self.cluster.delete(obj, dry_run=self.check_mode)
+        self.outcomes.append(Outcome(object_ref(obj), "deleted", before, None))
+        if not self.check_mode:
+            self._known[self._key(obj)] = None
+
+    def diff(self) -> list[dict[str, Any]]:
+        """One --diff entry per changed object, secrets hidden."""
+        return [
+            {
+                "before_header": outcome.ref,
+                "after_header": outcome.ref,
+                "before": redact(outcome.before, outcome.after) or {},
+                "after": redact(outcome.after, outcome.before) or {},
+            }
+            for outcome in self.outcomes
+            if outcome.changed
+        ]
+
+    def summary(self) -> list[dict[str, str]]:
+        """``[{object, action}]`` for the module result, in the order the objects were handled."""
+        return [{"object": outcome.ref, "action": outcome.action} for outcome in self.outcomes]

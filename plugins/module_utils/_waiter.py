@@ -1,0 +1,83 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Waiting for the webhook: its Deployment Available, then admission answered by the webhook itself.
+
+A ready Deployment only proves the pods pass their readiness probe. What the collection promises is that the
+API server reaches the webhook through the Service with the caBundle it was given, so the last check is a
+server-side dry-run create of a pod naming a credspec that does not exist: only a webhook that is called
+and answers can refuse it with "cred spec ... does not exist". Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import ApiError, Cluster
+
+POLL_INTERVAL = 1.0
+
+
+class WaitTimeout(Exception):
+    """The webhook did not become ready in time; the message names what is not ready."""
+
+
+def deployment_status(deployment: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a Deployment is rolled out and Available, and if not, what is missing (pure)."""
+    if deployment is None:
+        return False, "the Deployment does not exist"
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    wanted = spec.get("replicas", 1)
+    if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
+        return False, "the Deployment controller has not yet seen the latest spec"
+    if status.get("updatedReplicas", 0) < wanted:
+        return False, f"{status.get('updatedReplicas', 0)} of {wanted} replicas run the current pod template"
+    available = next((c for c in status.get("conditions", []) if c.get("type") == "Available"), None)
+    if available is None or available.get("status") != "True":
+        reason = f" ({available.get('reason')}: {available.get('message')})" if available else ""
+        return False, f"{status.get('readyReplicas', 0)} of {wanted} replicas ready, condition Available is not True{reason}"
+    return True, f"{status.get('readyReplicas', 0)} of {wanted} replicas ready"
+
+
+def probe_pod(namespace: str) -> dict[str, Any]:
+    """A pod that only a running gMSA webhook refuses: it names a credspec that cannot exist."""
+    marker = f"wincontainers-gmsa-probe-{uuid.uuid4().hex[:12]}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": marker, "namespace": namespace},
+        "spec": {
+            "securityContext": {"windowsOptions": {"gmsaCredentialSpecName": marker}},
+            "nodeSelector": {"kubernetes.io/os": "windows"},
+            "containers": [{"name": "probe", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}],
+        },
+    }
+
+
+def admission_status(cluster: Cluster, namespace: str) -> tuple[bool, str]:
+    """Whether the webhook answers admission for pods in ``namespace``, and what happened."""
+    pod = probe_pod(namespace)
+    try:
+        cluster.create(pod, dry_run=True)
+    except ApiError as error:
+        if "does not exist" in str(error) and pod["metadata"]["name"] in str(error):
+            return True, "the webhook refused a pod naming a missing credspec"
+        if error.reason == "Forbidden" and "cannot create resource" in str(error):
+            raise  # RBAC refuses the probe itself: waiting cannot help
+        return False, f"admission of a probe pod in namespace {namespace} failed: {error}"
+    return False, f"a probe pod in namespace {namespace} naming a missing credspec was admitted: the webhook is not called there"
+
+
+def wait_for(check: Callable[[], tuple[bool, str]], what: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Poll ``check`` until it passes; raise :class:`WaitTimeout` naming ``what`` and the last reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, detail = check()
+        if ready:
+            return detail
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"{what} not ready after {timeout:g} s: {detail}")
+        sleep(POLL_INTERVAL)

@@ -1,0 +1,629 @@
+#!/usr/bin/python
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: gmsa_credspec
+short_description: GMSACredentialSpec objects with their RBAC and identity Secrets, many in one task
+version_added: 0.1.0
+description:
+  - For each gMSA in O(credspecs), builds the credential spec as C(New-CredentialSpec) writes it, from the facts of
+    the domain and the gMSA's name. It can also write the spec to a JSON file.
+  - Creates, for each gMSA, the C(GMSACredentialSpec) object and a ClusterRole allowing C(use) on exactly that object.
+    It binds that role to the chosen service accounts with one RoleBinding per namespace.
+  - Optionally stores the portable identity (the domain user that the CCG plugin on non-domain-joined nodes logs on
+    with) in a Secret with the keys C(domain), C(username) and C(password), in each workload namespace.
+  - Does what C(Add-AksHciGMSACredentialSpec) and C(Remove-AksHciGMSACredentialSpec) do, for any conformant
+    cluster and for many gMSAs at once. Unchanged objects cost nothing, because a rerun lists each kind once and
+    writes nothing.
+  - Writes are server-side apply with the field manager C(wincontainers.gmsa). Check mode is a server-side dry
+    run. C(--diff) hides Secret values.
+  - All input is validated before anything is changed, with errors that name the option (for example
+    C(credspecs[2].host_account_config.plugin_guid)).
+author:
+  - wincontainers.gmsa maintainers (@wincontainers)
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+options:
+  state:
+    description:
+      - V(present) creates or updates the objects.
+      - V(absent) deletes the objects this module created for each entry of O(credspecs). Only the C(name) or
+        C(account_name) of an entry is used. An identity Secret is kept while another credspec created by this
+        collection still refers to it. Objects without the label C(app.kubernetes.io/managed-by=wincontainers.gmsa)
+        are never deleted.
+    type: str
+    choices: [present, absent]
+    default: present
+  domain:
+    description:
+      - Facts of the gMSAs' domain, for example the result of the domain C(_info) module. Used by every entry of
+        O(credspecs) that has no C(domain) of its own.
+    type: dict
+    suboptions: &domain
+      dns_name:
+        description: DNS name of the domain (C(DNSRoot)), for example V(contoso.com).
+        type: str
+        required: true
+      dns_tree_name:
+        description: DNS name of the forest root domain. Defaults to O(domain.dns_name).
+        type: str
+        aliases: [forest_name]
+      netbios_name:
+        description: NetBIOS name of the domain, for example V(CONTOSO).
+        type: str
+        required: true
+      sid:
+        description: SID of the domain (C(S-1-5-21-x-y-z)), not the SID of the gMSA.
+        type: str
+        required: true
+      guid:
+        description: objectGUID of the domain.
+        type: str
+        required: true
+  identity:
+    description:
+      - The portable identity stored in each entry's identity Secret. Used by every entry of O(credspecs) that has
+        no C(identity) of its own.
+      - Without an identity, no Secret is created. That is the case for domain-joined nodes.
+    type: dict
+    suboptions: &identity
+      username:
+        description: sAMAccountName of the domain user.
+        type: str
+        required: true
+      password:
+        description: Password of the domain user. Never logged or shown in a diff.
+        type: str
+        required: true
+      domain:
+        description: Domain of the user, as the CCG plugin expects it. Defaults to the entry's C(domain.dns_name).
+        type: str
+  credspecs:
+    description: The gMSAs. One entry each.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      account_name:
+        description: Name of the gMSA, with or without the trailing C($).
+        type: str
+        required: true
+      name:
+        description:
+          - Name of the C(GMSACredentialSpec) object. By default it is derived from O(credspecs[].account_name),
+            in lower case, with every run of other characters than C(a-z0-9) replaced by C(-).
+        type: str
+      domain:
+        description: Domain facts for this gMSA, overriding O(domain).
+        type: dict
+        suboptions: *domain
+      additional_accounts:
+        description: More gMSAs listed in the spec, as C(New-CredentialSpec -AdditionalAccounts) does.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description: Name of the gMSA.
+            type: str
+            required: true
+          domain:
+            description: DNS name of its domain. Defaults to the entry's domain.
+            type: str
+      host_account_config:
+        description:
+          - How a node that is not domain joined gets the gMSA password, through a CCG plugin (C(HostAccountConfig)).
+          - Give O(credspecs[].host_account_config.plugin) for a known plugin, or O(credspecs[].host_account_config.plugin_guid).
+        type: dict
+        suboptions:
+          plugin:
+            description: A plugin whose CLSID its vendor publishes.
+            type: str
+            choices: [azure_key_vault, aws_secrets_manager]
+          plugin_guid:
+            description: CLSID of the plugin, in braces, for example V({859E1386-BDB4-49E8-85C7-3070B13920E1}).
+            type: str
+          plugin_input:
+            description:
+              - Input of the plugin (C(PluginInput)). Its format depends on the plugin.
+              - C(${secret_name}) and C(${secret_namespace}) are replaced with the identity Secret's name and
+                namespace. C(${secret_namespace}) requires exactly one identity Secret namespace.
+            type: str
+            required: true
+      service_accounts:
+        description:
+          - Service accounts allowed to C(use) this credspec. The module creates one RoleBinding per namespace.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description: Name of the service account.
+            type: str
+            required: true
+          namespace:
+            description: Its namespace.
+            type: str
+            required: true
+      cluster_role_name:
+        description: Name of the ClusterRole allowing C(use), and of its RoleBindings. Defaults to C(gmsa-use-<name>).
+        type: str
+      identity:
+        description: The portable identity for this gMSA, overriding O(identity).
+        type: dict
+        suboptions: *identity
+      identity_secret:
+        description: Where the identity Secret goes.
+        type: dict
+        default: {}
+        suboptions:
+          name:
+            description: Name of the Secret.
+            type: str
+            default: gmsa-identity
+          namespaces:
+            description:
+              - Namespaces that get the Secret. By default, the namespaces of
+                O(credspecs[].service_accounts), or V(default) when there are none.
+            type: list
+            elements: str
+      json_path:
+        description:
+          - Also write the credential spec to this file, as JSON, the way Docker and containerd read it on a node.
+            With O(state=absent) the file is removed.
+        type: path
+  overwrite:
+    description:
+      - Replace a C(GMSACredentialSpec) or identity Secret whose contents differ from the desired ones, and take over
+        objects of the same names that this collection did not create. This is what
+        C(Add-AksHciGMSACredentialSpec -overwrite) does.
+      - Without it, the module fails before changing anything and lists those objects. Then a running workload
+        never gets a different identity by accident. The ClusterRoles and RoleBindings that this collection
+        created are always updated.
+    type: bool
+    default: false
+notes:
+  - Runs on the controller. The C(GMSACredentialSpec) CRD must be installed (M(wincontainers.gmsa.gmsa_webhook)).
+  - Service accounts need not exist yet. RoleBindings can name them before they are created.
+seealso:
+  - module: wincontainers.gmsa.gmsa_webhook
+  - name: Configure GMSA for Windows Pods and containers
+    description: Kubernetes documentation.
+    link: https://kubernetes.io/docs/tasks/configure-pod-container/configure-gmsa/
+requirements:
+  - kubernetes >= 24.2.0
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Server-side dry run. Without the CRD installed yet, the objects are predicted from their manifests.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: Values of identity Secrets are shown as C(<hidden>) or C(<hidden, changed>).
+"""
+
+EXAMPLES = r"""
+- name: Credspecs for two applications, with RBAC and the portable identity for the CCG plugin
+  wincontainers.gmsa.gmsa_credspec:
+    domain: "{{ domain_facts }}"   # dns_name, dns_tree_name, netbios_name, sid, guid
+    identity:
+      username: gmsa-portable
+      password: "{{ vault_gmsa_portable_password }}"
+    credspecs:
+      - account_name: WebApp01
+        service_accounts:
+          - {name: webapp, namespace: web}
+        host_account_config:
+          plugin_guid: "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}"
+          plugin_input: "SecretNamespace=${secret_namespace};SecretName=${secret_name}"
+      - account_name: Reports$
+        name: reports
+        service_accounts:
+          - {name: reports, namespace: reporting}
+          - {name: reports-batch, namespace: reporting}
+
+- name: Azure Key Vault plugin, spec also written to a file
+  wincontainers.gmsa.gmsa_credspec:
+    domain:
+      dns_name: contoso.com
+      netbios_name: CONTOSO
+      sid: S-1-5-21-2126449477-2524075714-3094792973
+      guid: 244818ae-87ca-4fcd-92ec-e79e5252348a
+    credspecs:
+      - account_name: WebApp01
+        json_path: /srv/credspecs/webapp01.json
+        host_account_config:
+          plugin: azure_key_vault
+          plugin_input: "ObjectId=00000000-0000-0000-0000-000000000000;SecretUri=https://vault.vault.azure.net/secrets/gmsa"
+
+- name: Remove a credspec and what was created with it
+  wincontainers.gmsa.gmsa_credspec:
+    state: absent
+    credspecs:
+      - account_name: WebApp01
+"""
+
+RETURN = r"""
+credspecs:
+  description: One entry per O(credspecs) item, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the C(GMSACredentialSpec) object.
+      type: str
+      sample: webapp01
+    credspec:
+      description: The credential spec (state=present).
+      type: dict
+      sample: {CmsPlugins: [ActiveDirectory], DomainJoinConfig: {MachineAccountName: WebApp01}}
+    cluster_role:
+      description: Name of the ClusterRole allowing C(use) on the object.
+      type: str
+      sample: gmsa-use-webapp01
+    role_binding_namespaces:
+      description: Namespaces that have a RoleBinding to that ClusterRole.
+      type: list
+      elements: str
+      sample: [web]
+    identity_secrets:
+      description: Identity Secrets, as C(namespace/name).
+      type: list
+      elements: str
+      sample: [web/gmsa-identity]
+files:
+  description: JSON files written (or removed with O(state=absent)) because their content differed.
+  returned: when a file changed
+  type: list
+  elements: str
+  sample: [/srv/credspecs/webapp01.json]
+objects:
+  description: Every object handled, in order, with what happened to it.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {object: GMSACredentialSpec webapp01, action: created}
+    - {object: Secret web/gmsa-identity, action: unchanged}
+"""
+
+import base64
+import os
+import re
+import tempfile
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, build_credspec, to_json
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import MANAGED_BY, MANAGED_BY_LABEL, ApiError, Cluster, cluster_module
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s_apply import Conflict, Reconciler, is_managed
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
+    ValidationError,
+    credspec_name_from_account,
+    validate_k8s_label,
+    validate_k8s_subdomain,
+)
+
+DOMAIN_SPEC = dict(
+    dns_name=dict(type="str", required=True),
+    dns_tree_name=dict(type="str", aliases=["forest_name"]),
+    netbios_name=dict(type="str", required=True),
+    sid=dict(type="str", required=True),
+    guid=dict(type="str", required=True),
+)
+IDENTITY_SPEC = dict(
+    username=dict(type="str", required=True),
+    password=dict(type="str", required=True, no_log=True),
+    domain=dict(type="str"),
+)
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    domain=dict(type="dict", options=DOMAIN_SPEC),
+    identity=dict(type="dict", options=IDENTITY_SPEC),
+    overwrite=dict(type="bool", default=False),
+    credspecs=dict(
+        type="list",
+        elements="dict",
+        required=True,
+        options=dict(
+            account_name=dict(type="str", required=True),
+            name=dict(type="str"),
+            domain=dict(type="dict", options=DOMAIN_SPEC),
+            additional_accounts=dict(
+                type="list", elements="dict", default=[], options=dict(name=dict(type="str", required=True), domain=dict(type="str"))
+            ),
+            host_account_config=dict(
+                type="dict",
+                options=dict(
+                    plugin=dict(type="str", choices=sorted(CCG_PLUGIN_GUIDS)),
+                    plugin_guid=dict(type="str"),
+                    plugin_input=dict(type="str", required=True),
+                ),
+                mutually_exclusive=[("plugin", "plugin_guid")],
+                required_one_of=[("plugin", "plugin_guid")],
+            ),
+            service_accounts=dict(
+                type="list", elements="dict", default=[], options=dict(name=dict(type="str", required=True), namespace=dict(type="str", required=True))
+            ),
+            cluster_role_name=dict(type="str"),
+            identity=dict(type="dict", options=IDENTITY_SPEC),
+            identity_secret=dict(
+                type="dict",
+                default={},
+                no_log=False,
+                options=dict(name=dict(type="str", default="gmsa-identity"), namespaces=dict(type="list", elements="str")),
+            ),
+            json_path=dict(type="path"),
+        ),
+    ),
+)
+
+# The identity Secrets a credspec uses, so removing one credspec keeps Secrets another still needs.
+SECRETS_ANNOTATION = "wincontainers.gmsa/identity-secrets"
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+
+def _labels(component, instance=None):
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/name": component}
+    if instance:
+        labels["app.kubernetes.io/instance"] = instance
+    return labels
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def render_plugin_input(template, secret_name, secret_namespaces, field):
+    """Replace ``${secret_name}`` and ``${secret_namespace}`` in a PluginInput; other ``${...}`` are errors."""
+
+    def value(match):
+        placeholder = match.group(1)
+        if placeholder == "secret_name":
+            return secret_name
+        if placeholder == "secret_namespace":
+            if len(secret_namespaces) != 1:
+                raise ValidationError(
+                    field, f"uses ${{secret_namespace}} but the identity Secret goes to {len(secret_namespaces)} namespaces; give exactly one"
+                )
+            return secret_namespaces[0]
+        raise ValidationError(field, f"unknown placeholder ${{{placeholder}}}; only ${{secret_name}} and ${{secret_namespace}} are replaced")
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def _domain_facts(domain):
+    facts = dict(domain)
+    facts["dns_tree_name"] = facts.get("dns_tree_name") or facts["dns_name"]
+    return facts
+
+
+def plan_entry(entry, index, params):
+    """Validate one ``credspecs`` entry and return what it should create (no cluster access)."""
+    field = f"credspecs[{index}]"
+    try:
+        name = validate_k8s_subdomain(entry["name"], "name") if entry["name"] else credspec_name_from_account(entry["account_name"], "account_name")
+        role_name = validate_k8s_subdomain(entry["cluster_role_name"] or f"gmsa-use-{name}", "cluster_role_name")
+        for position, account in enumerate(entry["service_accounts"]):
+            validate_k8s_subdomain(account["name"], f"service_accounts[{position}].name")
+            validate_k8s_label(account["namespace"], f"service_accounts[{position}].namespace")
+        identity = entry["identity"] or params["identity"]
+        secret_name = validate_k8s_subdomain(entry["identity_secret"]["name"], "identity_secret.name")
+        secret_namespaces = entry["identity_secret"]["namespaces"] or sorted({a["namespace"] for a in entry["service_accounts"]}) or ["default"]
+        for position, namespace in enumerate(secret_namespaces):
+            validate_k8s_label(namespace, f"identity_secret.namespaces[{position}]")
+        if params["state"] == "absent":
+            return {"name": name, "role_name": role_name, "json_path": entry["json_path"]}
+        domain = entry["domain"] or params["domain"]
+        if domain is None:
+            raise ValidationError("domain", "is required: give the domain facts here or in the module's domain option")
+        host_account_config = None
+        if entry["host_account_config"]:
+            config = entry["host_account_config"]
+            host_account_config = {
+                "plugin_guid": config["plugin_guid"] or CCG_PLUGIN_GUIDS[config["plugin"]],
+                "plugin_input": render_plugin_input(config["plugin_input"], secret_name, secret_namespaces, "host_account_config.plugin_input"),
+            }
+        credspec = build_credspec(_domain_facts(domain), entry["account_name"], entry["additional_accounts"], host_account_config)
+    except ValidationError as error:
+        raise error.within(field) from None
+    return {
+        "name": name,
+        "role_name": role_name,
+        "credspec": credspec,
+        "service_accounts": entry["service_accounts"],
+        "identity": identity and dict(identity, domain=identity.get("domain") or domain["dns_name"]),
+        "secrets": [(namespace, secret_name) for namespace in secret_namespaces] if identity else [],
+        "json_path": entry["json_path"],
+    }
+
+
+def manifests(plan):
+    """The objects of one planned entry: credspec, ClusterRole, RoleBindings, identity Secrets."""
+    name, role_name = plan["name"], plan["role_name"]
+    annotations = {SECRETS_ANNOTATION: ",".join(f"{ns}/{secret}" for ns, secret in plan["secrets"])} if plan["secrets"] else {}
+    objects = [
+        {
+            "apiVersion": "windows.k8s.io/v1",
+            "kind": "GMSACredentialSpec",
+            "metadata": dict({"name": name, "labels": _labels("gmsa-credspec", name)}, **({"annotations": annotations} if annotations else {})),
+            "credspec": plan["credspec"],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role_name, "labels": _labels("gmsa-credspec", name)},
+            "rules": [{"apiGroups": ["windows.k8s.io"], "resources": ["gmsacredentialspecs"], "verbs": ["use"], "resourceNames": [name]}],
+        },
+    ]
+    by_namespace = {}
+    for account in plan["service_accounts"]:
+        by_namespace.setdefault(account["namespace"], []).append(account["name"])
+    for namespace, accounts in sorted(by_namespace.items()):
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": role_name, "namespace": namespace, "labels": _labels("gmsa-credspec", name)},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace} for account in sorted(set(accounts))],
+            }
+        )
+    identity = plan["identity"]
+    for namespace, secret in plan["secrets"]:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": secret, "namespace": namespace, "labels": _labels("gmsa-identity")},
+                "type": "Opaque",
+                "data": {"domain": _b64(identity["domain"]), "username": _b64(identity["username"]), "password": _b64(identity["password"])},
+            }
+        )
+    return objects
+
+
+def _conflict(live, desired):
+    """Why applying ``desired`` over ``live`` needs overwrite=true, or None."""
+    if live is None:
+        return None
+    if not is_managed(live):
+        return "exists and was not created by this collection"
+    if desired["kind"] == "GMSACredentialSpec" and live.get("credspec") != desired["credspec"]:
+        return "exists with a different credential spec"
+    if desired["kind"] == "Secret" and (live.get("data") or {}) != desired["data"]:
+        return "exists with a different identity"
+    return None
+
+
+def write_json(module, path, credspec):
+    """Write the spec file when its content differs; return whether it did (or would)."""
+    content = to_json(credspec)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as current:
+            if current.read() == content:
+                return False
+    if not module.check_mode:
+        directory = os.path.dirname(os.path.abspath(path))
+        handle, partial = tempfile.mkstemp(dir=directory, prefix=".credspec-")
+        with os.fdopen(handle, "w", encoding="utf-8") as new:
+            new.write(content)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    return True
+
+
+def ensure_present(module, cluster, reconciler, plans):
+    desired = [obj for plan in plans for obj in manifests(plan)]
+    if cluster.get("CustomResourceDefinition", "gmsacredentialspecs.windows.k8s.io") is None:
+        if not module.check_mode:
+            raise Conflict("the GMSACredentialSpec CRD (gmsacredentialspecs.windows.k8s.io) is not installed; install it with wincontainers.gmsa.gmsa_webhook")
+        module.warn("the GMSACredentialSpec CRD is not installed; check mode predicts the credspecs from their manifests")
+    reconciler.prefetch("GMSACredentialSpec")
+    reconciler.prefetch("ClusterRole")
+    reconciler.prefetch("RoleBinding")
+    for secret_name in sorted({obj["metadata"]["name"] for obj in desired if obj["kind"] == "Secret"}):
+        reconciler.prefetch("Secret", field_selector=f"metadata.name={secret_name}", expect=[obj for obj in desired if obj["kind"] == "Secret"])
+
+    if not module.params["overwrite"]:
+        conflicts = [
+            f"{obj['kind']} {obj['metadata'].get('namespace', '') + '/' if obj['metadata'].get('namespace') else ''}{obj['metadata']['name']} {reason}"
+            for obj in desired
+            for reason in [_conflict(reconciler.live(obj), obj)]
+            if reason
+        ]
+        if conflicts:
+            raise Conflict("refusing to replace (set overwrite=true to do so), nothing was changed: " + "; ".join(conflicts))
+
+    for obj in desired:
+        reconciler.apply(obj)
+    files_changed = [plan["json_path"] for plan in plans if plan["json_path"] and write_json(module, plan["json_path"], plan["credspec"])]
+    return [
+        {
+            "name": plan["name"],
+            "credspec": plan["credspec"],
+            "cluster_role": plan["role_name"],
+            "role_binding_namespaces": sorted({account["namespace"] for account in plan["service_accounts"]}),
+            "identity_secrets": [f"{namespace}/{secret}" for namespace, secret in plan["secrets"]],
+        }
+        for plan in plans
+    ], files_changed
+
+
+def ensure_absent(module, cluster, reconciler, plans):
+    credspecs = reconciler.prefetch("GMSACredentialSpec")
+    removed = {plan["name"] for plan in plans}
+    still_used = {
+        reference
+        for item in credspecs
+        if item["metadata"]["name"] not in removed and is_managed(item)
+        for reference in (item["metadata"].get("annotations") or {}).get(SECRETS_ANNOTATION, "").split(",")
+        if reference
+    }
+    bindings = cluster.list("RoleBinding", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+    results = []
+    files_changed = []
+    for plan in plans:
+        live = reconciler.live({"kind": "GMSACredentialSpec", "metadata": {"name": plan["name"]}})
+        references = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(SECRETS_ANNOTATION, "")
+        for binding in bindings:
+            if binding["roleRef"]["name"] == plan["role_name"] and (binding["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == plan["name"]:
+                reconciler.delete(binding)
+        reconciler.delete({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": plan["role_name"]}})
+        for reference in filter(None, references.split(",")):
+            if reference not in still_used:
+                namespace, secret = reference.split("/", 1)
+                reconciler.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace}})
+        reconciler.delete({"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": {"name": plan["name"]}})
+        if plan["json_path"] and os.path.exists(plan["json_path"]):
+            files_changed.append(plan["json_path"])
+            if not module.check_mode:
+                os.remove(plan["json_path"])
+        results.append({"name": plan["name"], "cluster_role": plan["role_name"]})
+    return results, files_changed
+
+
+def main():
+    module = cluster_module(ARGUMENT_SPEC)
+    params = module.params
+    try:
+        plans = [plan_entry(entry, index, params) for index, entry in enumerate(params["credspecs"])]
+        names = [plan["name"] for plan in plans]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValidationError("credspecs", f"several entries give the GMSACredentialSpec name(s) {', '.join(duplicates)}; set name to tell them apart")
+        if params["state"] == "present":
+            secrets = {}
+            for plan in plans:
+                for key in plan["secrets"]:
+                    if secrets.setdefault(key, plan["identity"]) != plan["identity"]:
+                        raise ValidationError("credspecs", f"identity Secret {key[0]}/{key[1]} is given different identities by different entries")
+    except ValidationError as error:
+        module.fail_json(msg=str(error))
+
+    reconciler = None
+    try:
+        cluster = Cluster(module)
+        reconciler = Reconciler(cluster, module.check_mode)
+        action = ensure_present if params["state"] == "present" else ensure_absent
+        results, files_changed = action(module, cluster, reconciler, plans)
+    except (ApiError, Conflict) as error:
+        module.fail_json(msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [])
+
+    for warning in reconciler.unvalidated:
+        module.warn(f"check mode could not validate {warning}")
+    kept = [outcome.ref for outcome in reconciler.outcomes if outcome.action == "kept"]
+    if kept:
+        module.warn("left in place because this collection did not create them: " + ", ".join(kept))
+    result = {"changed": reconciler.changed or bool(files_changed), "credspecs": results, "objects": reconciler.summary()}
+    if files_changed:
+        result["files"] = files_changed
+    if module._diff:
+        result["diff"] = reconciler.diff()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,550 @@
+#!/usr/bin/python
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: gmsa_webhook
+short_description: Install, upgrade, renew or remove the windows-gmsa admission webhook and its CRD
+version_added: 0.1.0
+description:
+  - Installs the C(GMSACredentialSpec) CRD (C(windows.k8s.io), v1 stored, v1alpha1 still served) and the
+    L(windows-gmsa admission webhook,https://github.com/kubernetes-sigs/windows-gmsa) that inlines credential
+    specs into Windows pods and refuses pods whose service account may not C(use) the credspec they name.
+  - Does what C(Install-AksHciGMSAWebhook) and C(Uninstall-AksHciGMSAWebhook) do, on any conformant cluster.
+  - Upgrades in place. The CRD is never deleted and recreated, so existing C(GMSACredentialSpec) objects survive
+    (the upstream deploy script deletes them).
+  - TLS does not depend on the CSR API. A private CA, kept in a Secret and reused on every run, signs a server
+    certificate for the Service's DNS names. The server certificate is reissued when it enters its renewal
+    window. The C(caBundle) stays the same and the pods are not restarted, because the webhook runs with
+    C(--cert-reload). As an alternative, O(tls.mode=cert_manager) lets cert-manager issue and inject the
+    certificates.
+  - The webhook configurations are registered only once the Deployment is Available, so pod admission is never
+    pointed at a webhook that is not running. Then the module waits until the webhook answers admission requests.
+  - All writes are server-side apply with the field manager C(wincontainers.gmsa). Check mode is a server-side dry
+    run. C(--diff) shows the objects with Secret values hidden.
+  - Every object carries the label C(app.kubernetes.io/managed-by=wincontainers.gmsa).
+    O(state=absent) deletes only objects with that label.
+author:
+  - wincontainers.gmsa maintainers (@wincontainers)
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+options:
+  state:
+    description:
+      - V(present) installs or upgrades the webhook and the CRD, and renews certificates that need it.
+      - V(absent) removes the webhook configurations first, then everything else the module created. The CRD
+        stays unless O(remove_crd=true).
+    type: str
+    choices: [present, absent]
+    default: present
+  name:
+    description:
+      - Name of the Deployment, Service, ServiceAccount, ClusterRole and binding, and webhook configurations.
+      - Also the prefix of the C(-ca) and C(-tls) Secrets. It must be an RFC 1035 label.
+    type: str
+    default: gmsa-webhook
+  namespace:
+    description:
+      - Namespace of the webhook. It is created when missing and labelled so that the webhooks skip it.
+    type: str
+    default: gmsa-webhook
+  image:
+    description:
+      - Container image of the webhook.
+    type: str
+    default: registry.k8s.io/gmsa-webhook/k8s-gmsa-webhook:v0.13.0
+  image_registry:
+    description:
+      - Registry (and optional path) that replaces the registry part of O(image), for air-gapped clusters that
+        mirror C(registry.k8s.io). For example V(registry.example.com/mirror).
+    type: str
+  image_pull_policy:
+    description: Pull policy of the webhook container.
+    type: str
+    choices: [Always, IfNotPresent, Never]
+    default: IfNotPresent
+  image_pull_secrets:
+    description: Names of Secrets in O(namespace) used to pull the image.
+    type: list
+    elements: str
+    default: []
+  replicas:
+    description:
+      - Number of webhook pods. Two or more keep admission working while a node drains. A PodDisruptionBudget
+        allows one pod to be evicted at a time.
+    type: int
+    default: 2
+  node_selector:
+    description:
+      - Extra node labels for the webhook pods. C(kubernetes.io/os=linux) is always set.
+    type: dict
+    default: {}
+  tolerations:
+    description: Tolerations of the webhook pods, in Kubernetes form.
+    type: list
+    elements: dict
+    default: []
+  resources:
+    description: Resource requests and limits of the webhook container, in Kubernetes form.
+    type: dict
+    default:
+      requests: {cpu: 10m, memory: 32Mi}
+      limits: {memory: 128Mi}
+  log_level:
+    description: Log level of the webhook.
+    type: str
+    choices: [panic, fatal, error, warn, info, debug, trace]
+    default: info
+  random_hostname:
+    description:
+      - Make the webhook give each pod that uses a gMSA a random hostname (C(RANDOM_HOSTNAME)). Enable this
+        when several replicas of a workload share one gMSA, or they lose the trust relationship with the domain.
+    type: bool
+    default: false
+  failure_policy:
+    description:
+      - What the API server does with a pod when the webhook cannot be reached. V(Fail) refuses the pod, which
+        is safe. V(Ignore) admits the pod without gMSA checks.
+    type: str
+    choices: [Fail, Ignore]
+    default: Fail
+  timeout_seconds:
+    description: How long the API server waits for the webhook per admission request (1-30 seconds).
+    type: int
+    default: 10
+  excluded_namespaces:
+    description:
+      - Namespaces the webhooks never intercept, so a webhook outage cannot block their pods. O(namespace) is always
+        excluded. Any namespace can also opt out with the label C(windows.k8s.io/disabled=true).
+    type: list
+    elements: str
+    default: [kube-system]
+  tls:
+    description: Certificates of the webhook.
+    type: dict
+    default: {}
+    suboptions:
+      mode:
+        description:
+          - V(self_signed) makes a CA and a server certificate locally with the C(cryptography) library.
+          - V(cert_manager) creates cert-manager Issuers and Certificates. cert-manager then renews the certificate
+            and injects the C(caBundle). cert-manager must already be installed.
+        type: str
+        choices: [self_signed, cert_manager]
+        default: self_signed
+      validity_days:
+        description: Validity of the server certificate (O(tls.mode=self_signed)).
+        type: int
+        default: 365
+      renew_before_days:
+        description:
+          - Reissue the server certificate when it expires in fewer days than this (O(tls.mode=self_signed)).
+          - A value not smaller than O(tls.validity_days) reissues it on every run.
+        type: int
+        default: 30
+      ca_validity_days:
+        description:
+          - Validity of a new CA (O(tls.mode=self_signed)). A CA is replaced only when it enters the renewal window.
+            The previous CA then stays in the C(caBundle) until it expires, so the certificates in use stay trusted
+            during the change.
+        type: int
+        default: 3650
+  remove_crd:
+    description:
+      - With O(state=absent), also delete the C(GMSACredentialSpec) CRD. The module refuses while C(GMSACredentialSpec)
+        objects exist, because deleting the CRD deletes them all, unless O(force=true).
+    type: bool
+    default: false
+  force:
+    description: With O(remove_crd=true), delete the CRD even though C(GMSACredentialSpec) objects exist, and with them.
+    type: bool
+    default: false
+  wait:
+    description:
+      - Wait until the Deployment is Available and the webhook answers admission requests. Not done in check mode.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for O(wait).
+    type: int
+    default: 300
+  probe_namespace:
+    description:
+      - Namespace in which a pod is created as a server-side dry run to check that the webhook answers admission.
+        The pod names a credspec that does not exist, so only a working webhook can refuse it. Nothing is stored.
+    type: str
+    default: default
+notes:
+  - Runs on the controller. Needs the Python libraries C(kubernetes) and C(cryptography).
+  - The lab of this collection runs the real webhook binary. It cannot start Windows containers, so admission is
+    verified there, but a gMSA logon inside a pod is not.
+seealso:
+  - module: wincontainers.gmsa.gmsa_credspec
+  - name: windows-gmsa webhook
+    description: Upstream project of the webhook.
+    link: https://github.com/kubernetes-sigs/windows-gmsa
+requirements:
+  - kubernetes >= 24.2.0
+  - cryptography >= 42.0.0
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Server-side dry run. Objects in a namespace this run would create are predicted from their manifests.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: Secret values (TLS keys) are shown as C(<hidden>) or C(<hidden, changed>).
+"""
+
+EXAMPLES = r"""
+- name: Install the gMSA webhook with defaults
+  wincontainers.gmsa.gmsa_webhook:
+    kubeconfig: ~/.kube/config
+
+- name: Air-gapped cluster, three replicas, tolerate a control-plane taint
+  wincontainers.gmsa.gmsa_webhook:
+    image_registry: registry.example.com/k8s
+    replicas: 3
+    tolerations:
+      - key: node-role.kubernetes.io/control-plane
+        operator: Exists
+        effect: NoSchedule
+
+- name: Let cert-manager handle the certificates
+  wincontainers.gmsa.gmsa_webhook:
+    tls:
+      mode: cert_manager
+
+- name: Uninstall the webhook and keep the CRD and credspecs
+  wincontainers.gmsa.gmsa_webhook:
+    state: absent
+
+- name: Uninstall everything, including the CRD (refused while credspecs exist)
+  wincontainers.gmsa.gmsa_webhook:
+    state: absent
+    remove_crd: true
+"""
+
+RETURN = r"""
+image:
+  description: Image the webhook Deployment runs.
+  returned: state=present
+  type: str
+  sample: registry.k8s.io/gmsa-webhook/k8s-gmsa-webhook:v0.13.0
+ready_replicas:
+  description: Ready webhook pods when the module finished (0 in check mode).
+  returned: state=present
+  type: int
+  sample: 2
+certificate:
+  description: The server certificate.
+  returned: state=present and tls.mode=self_signed
+  type: dict
+  contains:
+    not_after:
+      description: Expiry of the server certificate (UTC, ISO 8601).
+      type: str
+      sample: "2027-11-28T23:10:04+00:00"
+    ca_not_after:
+      description: Expiry of the CA (UTC, ISO 8601).
+      type: str
+      sample: "2036-11-26T23:10:04+00:00"
+    renewed:
+      description: Whether this run issued a new server certificate.
+      type: bool
+      sample: false
+    reason:
+      description: Why the certificate was issued. Null when it was kept.
+      type: str
+      sample: the server certificate expires on 2026-12-10T10:00:00+00:00, within the renewal window
+objects:
+  description: Every object handled, in order, with what happened to it.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {object: CustomResourceDefinition gmsacredentialspecs.windows.k8s.io, action: unchanged}
+    - {object: Deployment gmsa-webhook/gmsa-webhook, action: updated}
+admission:
+  description: How the webhook proved it answers admission. Null when not waited for.
+  returned: state=present
+  type: str
+  sample: the webhook refused a pod naming a missing credspec
+"""
+
+import base64
+import datetime
+import re
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls, _webhook_manifests as manifests
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import ApiError, Cluster, cluster_module, object_ref
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s_apply import Conflict, Reconciler
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_label
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._waiter import WaitTimeout, admission_status, deployment_status, wait_for
+
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    name=dict(type="str", default="gmsa-webhook"),
+    namespace=dict(type="str", default="gmsa-webhook"),
+    image=dict(type="str", default=manifests.DEFAULT_IMAGE),
+    image_registry=dict(type="str"),
+    image_pull_policy=dict(type="str", choices=["Always", "IfNotPresent", "Never"], default="IfNotPresent"),
+    image_pull_secrets=dict(type="list", elements="str", default=[], no_log=False),
+    replicas=dict(type="int", default=2),
+    node_selector=dict(type="dict", default={}),
+    tolerations=dict(type="list", elements="dict", default=[]),
+    resources=dict(type="dict", default={"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}),
+    log_level=dict(type="str", choices=["panic", "fatal", "error", "warn", "info", "debug", "trace"], default="info"),
+    random_hostname=dict(type="bool", default=False),
+    failure_policy=dict(type="str", choices=["Fail", "Ignore"], default="Fail"),
+    timeout_seconds=dict(type="int", default=10),
+    excluded_namespaces=dict(type="list", elements="str", default=["kube-system"]),
+    tls=dict(
+        type="dict",
+        default={},
+        options=dict(
+            mode=dict(type="str", choices=["self_signed", "cert_manager"], default="self_signed"),
+            validity_days=dict(type="int", default=365),
+            renew_before_days=dict(type="int", default=30),
+            ca_validity_days=dict(type="int", default=3650),
+        ),
+    ),
+    remove_crd=dict(type="bool", default=False),
+    force=dict(type="bool", default=False),
+    wait=dict(type="bool", default=True),
+    wait_timeout=dict(type="int", default=300),
+    probe_namespace=dict(type="str", default="default"),
+)
+
+_RFC1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def image_reference(image, registry):
+    """``image`` with its registry replaced by ``registry`` (the first path part counts as a registry when it has a dot, colon or is localhost)."""
+    if not registry:
+        return image
+    first, separator, rest = image.partition("/")
+    repository = rest if separator and ("." in first or ":" in first or first == "localhost") else image
+    return f"{registry.rstrip('/')}/{repository}"
+
+
+def settings_from(params):
+    """Validate the options and turn them into :class:`WebhookSettings`; raises ValidationError naming the option."""
+    name = validate_k8s_label(params["name"], "name")
+    if not _RFC1035_LABEL.fullmatch(name):
+        raise ValidationError("name", f"{name!r} must start with a letter: it names a Service (RFC 1035 label)")
+    for option in ("namespace", "probe_namespace"):
+        validate_k8s_label(params[option], option)
+    for index, excluded in enumerate(params["excluded_namespaces"]):
+        validate_k8s_label(excluded, f"excluded_namespaces[{index}]")
+    if params["replicas"] < 1:
+        raise ValidationError("replicas", "must be at least 1")
+    if not 1 <= params["timeout_seconds"] <= 30:
+        raise ValidationError("timeout_seconds", "must be between 1 and 30, the range the API server accepts")
+    tls = params["tls"]
+    for option in ("validity_days", "renew_before_days", "ca_validity_days"):
+        if tls[option] < 1:
+            raise ValidationError(f"tls.{option}", "must be at least 1")
+    return manifests.WebhookSettings(
+        name=name,
+        namespace=params["namespace"],
+        image=image_reference(params["image"], params["image_registry"]),
+        image_pull_policy=params["image_pull_policy"],
+        image_pull_secrets=tuple(params["image_pull_secrets"]),
+        replicas=params["replicas"],
+        node_selector=params["node_selector"],
+        tolerations=tuple(params["tolerations"]),
+        resources=params["resources"],
+        log_level=params["log_level"],
+        random_hostname=params["random_hostname"],
+        failure_policy=params["failure_policy"],
+        timeout_seconds=params["timeout_seconds"],
+        excluded_namespaces=tuple(params["excluded_namespaces"]),
+        cert_manager=tls["mode"] == "cert_manager",
+    )
+
+
+def _secret_text(secret, key):
+    value = ((secret or {}).get("data") or {}).get(key)
+    return base64.b64decode(value).decode() if value else None
+
+
+def plan_certificates(settings, tls, ca_live, server_live, now):
+    """Decide which CA and server certificate to use, reusing what the cluster holds while it is good.
+
+    Returns the CA, the previous CA certificate still to be trusted (or None), the server certificate, and
+    why the server certificate was issued (None when the stored one is kept).
+    """
+    renew_before = datetime.timedelta(days=tls["renew_before_days"])
+    stored_ca_cert = _secret_text(ca_live, "tls.crt")
+    previous = _secret_text(ca_live, "previous.crt")
+    ca = _tls.KeyPair(cert=stored_ca_cert, key=_secret_text(ca_live, "tls.key") or "") if stored_ca_cert else None
+    if ca is None or _tls.ca_renewal_reason(ca, now, renew_before):
+        previous = stored_ca_cert or previous
+        ca = _tls.new_ca(f"{settings.name}.{settings.namespace} webhook CA", now, datetime.timedelta(days=tls["ca_validity_days"]))
+    if previous and _tls.not_after(previous) <= now:
+        previous = None
+
+    dns_names = _tls.service_dns_names(settings.name, settings.namespace)
+    reason = "no server certificate stored yet"
+    if _secret_text(server_live, "tls.crt"):
+        stored = _tls.KeyPair(cert=_secret_text(server_live, "tls.crt"), key=_secret_text(server_live, "tls.key") or "")
+        reason = _tls.server_renewal_reason(stored, ca, dns_names, now, renew_before)
+        if reason is None:
+            return ca, previous, stored, None
+    return ca, previous, _tls.new_server_cert(ca, dns_names, now, datetime.timedelta(days=tls["validity_days"])), reason
+
+
+def foreign_cluster_objects(reconciler, settings):
+    """Cluster-scoped objects of this name that another install (another namespace) owns."""
+    owners = {}
+    for obj in (
+        manifests.cluster_role(settings),
+        manifests.cluster_role_binding(settings),
+        manifests.mutating_webhook_configuration(settings, None),
+        manifests.validating_webhook_configuration(settings, None),
+    ):
+        live = reconciler.live(obj)
+        namespace = ((live or {}).get("metadata", {}).get("labels") or {}).get(manifests.INSTALL_NAMESPACE_LABEL)
+        if namespace and namespace != settings.namespace:
+            owners[object_ref(obj)] = namespace
+    return owners
+
+
+def install(module, cluster, reconciler, settings):
+    tls = module.params["tls"]
+    result = {"image": settings.image, "ready_replicas": 0, "admission": None}
+    foreign = foreign_cluster_objects(reconciler, settings)
+    if foreign:
+        owned = ", ".join(f"{ref} (namespace {namespace})" for ref, namespace in sorted(foreign.items()))
+        raise Conflict(f"another webhook install already uses the name {settings.name!r}: {owned}; choose another name")
+    reconciler.apply(manifests.crd())
+    for obj in (
+        manifests.namespace(settings),
+        manifests.service_account(settings),
+        manifests.cluster_role(settings),
+        manifests.cluster_role_binding(settings),
+    ):
+        reconciler.apply(obj)
+
+    configurations_exist = reconciler.live(manifests.validating_webhook_configuration(settings, None)) is not None
+    if settings.cert_manager:
+        for obj in manifests.cert_manager_objects(settings, _tls.service_dns_names(settings.name, settings.namespace)):
+            reconciler.apply(obj)
+        ca_bundle = None
+    else:
+        ca_probe = manifests.ca_secret(settings, "", "", None)
+        server_probe = manifests.tls_secret(settings, "", "", "")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca, previous, server, reason = plan_certificates(settings, tls, reconciler.live(ca_probe), reconciler.live(server_probe), now)
+        ca_bundle = ca.cert + (previous or "")
+        reconciler.apply(manifests.ca_secret(settings, ca.cert, ca.key, previous))
+        # An existing install must trust the new CA before the webhook serves a certificate signed by it.
+        if configurations_exist:
+            _apply_configurations(reconciler, settings, ca_bundle)
+        reconciler.apply(manifests.tls_secret(settings, server.cert, server.key, ca_bundle))
+        result["certificate"] = {
+            "not_after": _tls.not_after(server.cert).isoformat(),
+            "ca_not_after": _tls.not_after(ca.cert).isoformat(),
+            "renewed": reason is not None,
+            "reason": reason,
+        }
+
+    deployment = reconciler.apply(manifests.deployment(settings))
+    reconciler.apply(manifests.service(settings))
+    reconciler.apply(manifests.pod_disruption_budget(settings))
+
+    wait = module.params["wait"] and not module.check_mode
+    if wait:
+        deployment_ref = f"Deployment {settings.namespace}/{settings.name}"
+        wait_for(
+            lambda: deployment_status(cluster.get("Deployment", settings.name, settings.namespace)),
+            deployment_ref,
+            module.params["wait_timeout"],
+        )
+        deployment = cluster.get("Deployment", settings.name, settings.namespace)
+    # A first install registers admission only now: pointing it at pods that are not running yet would
+    # refuse every new pod in the cluster.
+    if settings.cert_manager or not configurations_exist:
+        _apply_configurations(reconciler, settings, ca_bundle)
+    if wait:
+        result["admission"] = wait_for(
+            lambda: admission_status(cluster, module.params["probe_namespace"]),
+            f"admission by webhook {settings.name} (Service {settings.namespace}/{settings.name}, probed in namespace {module.params['probe_namespace']})",
+            module.params["wait_timeout"],
+        )
+    result["ready_replicas"] = (deployment.get("status") or {}).get("readyReplicas", 0)
+    return result
+
+
+def _apply_configurations(reconciler, settings, ca_bundle):
+    reconciler.apply(manifests.mutating_webhook_configuration(settings, ca_bundle))
+    reconciler.apply(manifests.validating_webhook_configuration(settings, ca_bundle))
+
+
+def uninstall(module, cluster, reconciler, settings):
+    crd = manifests.crd()
+    if module.params["remove_crd"] and reconciler.live(crd) is not None:
+        credspecs = cluster.list("GMSACredentialSpec")
+        if credspecs and not module.params["force"]:
+            names = ", ".join(sorted(item["metadata"]["name"] for item in credspecs))
+            raise Conflict(
+                f"refusing to delete CRD {manifests.CRD_NAME}: deleting it deletes its {len(credspecs)} GMSACredentialSpec objects ({names}); "
+                "remove them first (gmsa_credspec state=absent) or set force=true"
+            )
+    # Admission first, so no pod is refused by a webhook that is going away.
+    objects = [
+        manifests.validating_webhook_configuration(settings, None),
+        manifests.mutating_webhook_configuration(settings, None),
+        manifests.pod_disruption_budget(settings),
+        manifests.service(settings),
+        manifests.deployment(settings),
+        *(reversed(manifests.cert_manager_objects(settings, [])) if settings.cert_manager else ()),
+        manifests.tls_secret(settings, "", "", ""),
+        manifests.ca_secret(settings, "", "", None),
+        manifests.cluster_role_binding(settings),
+        manifests.cluster_role(settings),
+        manifests.service_account(settings),
+        manifests.namespace(settings),
+    ]
+    for obj in objects:
+        reconciler.delete(obj)
+    if module.params["remove_crd"]:
+        reconciler.delete(crd, force=True)
+    return {}
+
+
+def main():
+    module = cluster_module(ARGUMENT_SPEC)
+    if _tls.x509 is None:
+        module.fail_json(msg=missing_required_lib("cryptography"))
+    try:
+        settings = settings_from(module.params)
+    except ValidationError as error:
+        module.fail_json(msg=str(error))
+
+    reconciler = None
+    try:
+        cluster = Cluster(module)
+        reconciler = Reconciler(cluster, module.check_mode)
+        action = install if module.params["state"] == "present" else uninstall
+        result = action(module, cluster, reconciler, settings)
+    except (ApiError, Conflict, WaitTimeout) as error:
+        # What was already done is reported too: a failed run may have changed the cluster.
+        module.fail_json(msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [])
+
+    for warning in reconciler.unvalidated:
+        module.warn(f"check mode could not validate {warning}")
+    kept = [outcome.ref for outcome in reconciler.outcomes if outcome.action == "kept"]
+    if kept:
+        module.warn("left in place because this collection did not create them: " + ", ".join(kept))
+    if module._diff:
+        result["diff"] = reconciler.diff()
+    module.exit_json(changed=reconciler.changed, objects=reconciler.summary(), **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Unit tests for gmsa_credspec: validation before any cluster access, planning, RBAC shape."""
+
+import base64
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_credspec
+
+DOMAIN = {
+    "dns_name": "contoso.com",
+    "netbios_name": "CONTOSO",
+    "sid": "S-1-5-21-2126449477-2524075714-3094792973",
+    "guid": "244818ae-87ca-4fcd-92ec-e79e5252348a",
+}
+IDENTITY = {"username": "gmsa-portable", "password": "Pa55-w0rd!"}
+
+
+def run_module(args, monkeypatch, capsys):
+    def no_cluster(*_args, **_kwargs):
+        raise AssertionError("the module reached for the cluster")
+
+    monkeypatch.setattr(gmsa_credspec, "Cluster", no_cluster)
+    with patch_module_args(args), pytest.raises(SystemExit):
+        gmsa_credspec.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"account_name": "WebApp01", "name": "Web_App"}, "credspecs[1].name: 'Web_App' is not a lowercase RFC 1123 subdomain"),
+        ({"account_name": "ThisNameIsMuchTooLong"}, "credspecs[1].account_name: "),
+        (
+            {"account_name": "WebApp02", "host_account_config": {"plugin_guid": "CCC2A336-D7F3-4818-A213-272B7924213E", "plugin_input": "x"}},
+            "credspecs[1].host_account_config.plugin_guid: 'CCC2A336-D7F3-4818-A213-272B7924213E' needs braces",
+        ),
+        (
+            {"account_name": "WebApp02", "host_account_config": {"plugin_guid": "{not-a-guid}", "plugin_input": "x"}},
+            "credspecs[1].host_account_config.plugin_guid: '{not-a-guid}' is not a GUID",
+        ),
+        (
+            {"account_name": "WebApp02", "host_account_config": {"plugin": "azure_key_vault", "plugin_input": "${oops}"}},
+            "credspecs[1].host_account_config.plugin_input: unknown placeholder ${oops}",
+        ),
+        ({"account_name": "WebApp02", "service_accounts": [{"name": "web", "namespace": "Web"}]}, "credspecs[1].service_accounts[0].namespace: "),
+        ({"account_name": "WebApp02", "cluster_role_name": "Role!"}, "credspecs[1].cluster_role_name: "),
+        ({"account_name": "webapp01"}, "credspecs: several entries give the GMSACredentialSpec name(s) webapp01"),
+        ({"account_name": "WebApp02", "domain": dict(DOMAIN, sid=DOMAIN["sid"] + "-1104")}, "credspecs[1].domain.sid: "),
+    ],
+)
+def test_invalid_entries_fail_naming_the_field_before_the_cluster_is_touched(entry, message, monkeypatch, capsys):
+    result = run_module({"domain": DOMAIN, "credspecs": [{"account_name": "WebApp01"}, entry]}, monkeypatch, capsys)
+    assert result["failed"]
+    assert message in result["msg"]
+
+
+def test_one_identity_secret_cannot_hold_two_identities(monkeypatch, capsys):
+    entries = [{"account_name": "WebApp01"}, {"account_name": "WebApp02", "identity": dict(IDENTITY, password="other")}]
+    result = run_module({"domain": DOMAIN, "identity": IDENTITY, "credspecs": entries}, monkeypatch, capsys)
+    assert "identity Secret default/gmsa-identity is given different identities" in result["msg"]
+    assert "other" not in json.dumps(result) and IDENTITY["password"] not in json.dumps(result)
+
+
+def test_domain_is_required_for_present(monkeypatch, capsys):
+    result = run_module({"credspecs": [{"account_name": "WebApp01"}]}, monkeypatch, capsys)
+    assert "credspecs[0].domain: is required" in result["msg"]
+
+
+def _plan(**entry):
+    params = {"state": "present", "domain": DOMAIN, "identity": IDENTITY}
+    defaults = {
+        "name": None,
+        "domain": None,
+        "additional_accounts": [],
+        "host_account_config": None,
+        "service_accounts": [],
+        "cluster_role_name": None,
+        "identity": None,
+        "identity_secret": {"name": "gmsa-identity", "namespaces": None},
+        "json_path": None,
+    }
+    return gmsa_credspec.plan_entry(dict(defaults, **entry), 0, params)
+
+
+def test_plugin_input_template_gets_the_identity_secret():
+    plan = _plan(
+        account_name="WebApp01$",
+        service_accounts=[{"name": "web", "namespace": "web"}],
+        host_account_config={
+            "plugin": None,
+            "plugin_guid": "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}",
+            "plugin_input": "ns=${secret_namespace};name=${secret_name}",
+        },
+    )
+    assert plan["name"] == "webapp01"
+    assert plan["credspec"]["ActiveDirectoryConfig"]["HostAccountConfig"]["PluginInput"] == "ns=web;name=gmsa-identity"
+    assert plan["secrets"] == [("web", "gmsa-identity")]
+
+
+def test_secret_namespace_placeholder_needs_exactly_one_namespace():
+    with pytest.raises(gmsa_credspec.ValidationError, match=r"goes to 2 namespaces"):
+        _plan(
+            account_name="WebApp01",
+            identity_secret={"name": "id", "namespaces": ["a", "b"]},
+            host_account_config={"plugin": "aws_secrets_manager", "plugin_guid": None, "plugin_input": "${secret_namespace}"},
+        )
+
+
+def test_json_plugin_input_keeps_its_braces():
+    arn = '{"credentialArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:gmsa"}'
+    plan = _plan(account_name="WebApp01", host_account_config={"plugin": "aws_secrets_manager", "plugin_guid": None, "plugin_input": arn})
+    config = plan["credspec"]["ActiveDirectoryConfig"]["HostAccountConfig"]
+    assert config == {"PortableCcgVersion": "1", "PluginGUID": "{859E1386-BDB4-49E8-85C7-3070B13920E1}", "PluginInput": arn}
+
+
+def test_manifests_allow_use_of_exactly_that_credspec_for_the_chosen_accounts():
+    plan = _plan(
+        account_name="WebApp01",
+        service_accounts=[{"name": "web", "namespace": "web"}, {"name": "batch", "namespace": "web"}, {"name": "web", "namespace": "ops"}],
+    )
+    objects = {(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]): obj for obj in gmsa_credspec.manifests(plan)}
+    assert set(objects) == {
+        ("GMSACredentialSpec", None, "webapp01"),
+        ("ClusterRole", None, "gmsa-use-webapp01"),
+        ("RoleBinding", "ops", "gmsa-use-webapp01"),
+        ("RoleBinding", "web", "gmsa-use-webapp01"),
+        ("Secret", "ops", "gmsa-identity"),
+        ("Secret", "web", "gmsa-identity"),
+    }
+    assert objects[("ClusterRole", None, "gmsa-use-webapp01")]["rules"] == [
+        {"apiGroups": ["windows.k8s.io"], "resources": ["gmsacredentialspecs"], "verbs": ["use"], "resourceNames": ["webapp01"]}
+    ]
+    assert objects[("RoleBinding", "web", "gmsa-use-webapp01")]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "batch", "namespace": "web"},
+        {"kind": "ServiceAccount", "name": "web", "namespace": "web"},
+    ]
+    secret = objects[("Secret", "web", "gmsa-identity")]["data"]
+    assert {key: base64.b64decode(value).decode() for key, value in secret.items()} == {
+        "domain": "contoso.com",
+        "username": "gmsa-portable",
+        "password": "Pa55-w0rd!",
+    }
+    credspec = objects[("GMSACredentialSpec", None, "webapp01")]
+    assert credspec["metadata"]["annotations"][gmsa_credspec.SECRETS_ANNOTATION] == "ops/gmsa-identity,web/gmsa-identity"
+
+
+def test_no_identity_means_no_secret():
+    plan = gmsa_credspec.plan_entry(
+        {
+            "account_name": "WebApp01",
+            "name": None,
+            "domain": None,
+            "additional_accounts": [],
+            "host_account_config": None,
+            "service_accounts": [],
+            "cluster_role_name": None,
+            "identity": None,
+            "identity_secret": {"name": "gmsa-identity", "namespaces": None},
+            "json_path": None,
+        },
+        0,
+        {"state": "present", "domain": DOMAIN, "identity": None},
+    )
+    assert [obj["kind"] for obj in gmsa_credspec.manifests(plan)] == ["GMSACredentialSpec", "ClusterRole"]
+
+
+def test_conflicts_that_need_overwrite():
+    desired = {"kind": "GMSACredentialSpec", "metadata": {"name": "a"}, "credspec": {"x": 1}}
+    managed = {"labels": {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}, "name": "a"}
+    assert gmsa_credspec._conflict(None, desired) is None
+    assert gmsa_credspec._conflict({"kind": "GMSACredentialSpec", "metadata": {"name": "a"}, "credspec": {"x": 1}}, desired) == (
+        "exists and was not created by this collection"
+    )
+    assert gmsa_credspec._conflict({"kind": "GMSACredentialSpec", "metadata": managed, "credspec": {"x": 2}}, desired) == (
+        "exists with a different credential spec"
+    )
+    assert gmsa_credspec._conflict({"kind": "GMSACredentialSpec", "metadata": managed, "credspec": {"x": 1}}, desired) is None
