@@ -1,0 +1,245 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The WinRM transport: PowerShell's ActiveDirectory module on a DC or management host, through pywinrm.
+
+One WS-Management shell serves the whole module run (a shell per command costs a TLS and NTLM handshake
+each). Each operation runs ``powershell -EncodedCommand`` with a script from ``_ps_scripts`` and its input as
+JSON on standard input; the script answers with JSON on standard output.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import re
+import traceback
+from xml.etree import ElementTree
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+    AuthenticationFailed,
+    DomainClient,
+    DomainConnectionError,
+    DomainError,
+    DomainFacts,
+    DomainUser,
+    GmsaAccount,
+    GmsaSettings,
+    KdsRootKey,
+    Principal,
+    gmsa_attribute_changes,
+    gmsa_from_attributes,
+    principal_lookup_attribute,
+)
+
+WINRM_IMPORT_ERROR = None
+try:
+    from winrm.exceptions import InvalidCredentialsError, WinRMError, WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
+    from winrm.protocol import Protocol
+    from requests.exceptions import RequestException
+except ImportError:
+    WINRM_IMPORT_ERROR = traceback.format_exc()
+
+POWERSHELL = "powershell.exe"
+POWERSHELL_ARGUMENTS = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand")
+# PowerShell writes errors that escape the script to stderr as CLIXML; only their text is kept.
+_CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def encode_command(script: str) -> str:
+    """``-EncodedCommand`` takes the script as base64 of its UTF-16LE text."""
+    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+
+
+def clixml_to_text(stderr: str) -> str:
+    """The error lines of a ``#< CLIXML`` stream as plain text (other streams, e.g. progress, are dropped)."""
+    if not stderr.startswith("#< CLIXML"):
+        return stderr.strip()
+    try:
+        objects = ElementTree.fromstring(stderr.split("\n", 1)[1])
+    except (IndexError, ElementTree.ParseError):
+        return stderr.strip()
+    lines = [element.text or "" for element in objects.iter() if element.tag.endswith("}S") and element.get("S") == "Error"]
+    text = "".join(_CLIXML_ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), line) for line in lines)
+    return text.strip()
+
+
+def _epoch(value: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+
+
+class WinRMDomainClient(DomainClient):
+    def __init__(self, settings, deadline: float) -> None:
+        super().__init__(settings.server, deadline)
+        if WINRM_IMPORT_ERROR:
+            raise DomainError(f"the winrm transport needs the Python package pywinrm on the controller:\n{WINRM_IMPORT_ERROR}")
+        scheme = "https" if settings.tls == "tls" else "http"
+        host = f"[{settings.server}]" if ":" in settings.server else settings.server
+        self._endpoint = f"{scheme}://{host}:{settings.port}/wsman"
+        read_timeout = max(int(self.remaining_time()), 2)
+        self._protocol = Protocol(
+            self._endpoint,
+            transport=settings.auth,
+            username=settings.username,
+            password=settings.password,
+            server_cert_validation="validate" if settings.validate_certs else "ignore",
+            # Explicit, so that REQUESTS_CA_BUNDLE on the controller does not decide which CAs are trusted.
+            ca_trust_path=settings.ca_cert,
+            read_timeout_sec=read_timeout,
+            operation_timeout_sec=read_timeout - 1,
+        )
+        self._shell_id: str | None = None
+
+    def close(self) -> None:
+        if self._shell_id is not None:
+            shell_id, self._shell_id = self._shell_id, None
+            try:
+                self._protocol.close_shell(shell_id)
+            except (WinRMError, WinRMTransportError, RequestException):
+                pass  # the shell dies with its session on the server anyway
+
+    def run(self, operation: str, data: dict) -> object:
+        """Run one operation's script with ``data`` as its input; return its ``result``. Raises DomainError."""
+        try:
+            if self._shell_id is None:
+                self._shell_id = self._protocol.open_shell()
+            stdout, stderr, return_code = self._execute(_ps_scripts.build_script(operation), json.dumps(data))
+        except InvalidCredentialsError:
+            raise AuthenticationFailed(f"{self._endpoint}: the WinRM service refused the credentials of domain_username") from None
+        except WSManFaultError as error:
+            raise DomainError(f"{self._endpoint}: WS-Management fault during {operation}: {error.reason}") from None
+        except WinRMTransportError as error:
+            raise DomainConnectionError(f"{self._endpoint}: unexpected HTTP status {error.code} from the WinRM service during {operation}") from None
+        except (WinRMError, RequestException) as error:
+            raise DomainConnectionError(f"{self._endpoint}: cannot reach the WinRM service: {error}") from None
+        return self._parse_output(operation, stdout, stderr, return_code)
+
+    def _execute(self, script: str, stdin: str) -> tuple[bytes, bytes, int]:
+        command_id = self._protocol.run_command(self._shell_id, POWERSHELL, [*POWERSHELL_ARGUMENTS, encode_command(script)])
+        try:
+            self._protocol.send_command_input(self._shell_id, command_id, stdin, end=True)
+            stdout, stderr = [], []
+            while True:
+                self.remaining_time()  # pywinrm itself would wait for output forever
+                try:
+                    out, err, return_code, done = self._protocol.get_command_output_raw(self._shell_id, command_id)
+                except WinRMOperationTimeoutError:
+                    continue
+                stdout.append(out)
+                stderr.append(err)
+                if done:
+                    return b"".join(stdout), b"".join(stderr), return_code
+        finally:
+            self._protocol.cleanup_command(self._shell_id, command_id)
+
+    def _parse_output(self, operation: str, stdout: bytes, stderr: bytes, return_code: int) -> object:
+        try:
+            document = json.loads(stdout.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            detail = clixml_to_text(stderr.decode("utf-8", "replace")) or f"exit code {return_code}, no output"
+            raise DomainError(f"{self.server}: PowerShell failed during {operation}: {detail}") from None
+        if "error" in document:
+            error = document["error"]
+            raise DomainError(f"{self.server}: {operation} failed: {error['message']} ({error['id']})")
+        return document["result"]
+
+    def domain_facts(self) -> DomainFacts:
+        return DomainFacts(**self.run("domain_facts", {}))
+
+    def find_gmsas(self, names: list[str]) -> dict[str, GmsaAccount]:
+        accounts = (self._gmsa(result) for result in self.run("find_gmsas", {"names": names})["accounts"])
+        return {account.name.lower(): account for account in accounts}
+
+    def create_gmsa(self, name: str, container: str, password_interval_days: int, settings: GmsaSettings) -> GmsaAccount:
+        attributes = gmsa_attribute_changes(None, settings)[0]
+        data = {
+            "name": name,
+            "container": container,
+            "password_interval_days": password_interval_days,
+            "dns_host_name": settings.dns_host_name,
+            "spns": list(settings.spns),
+            "membership": base64.b64encode(attributes["msDS-GroupMSAMembership"]).decode("ascii"),
+            "encryption_types": settings.encryption_types,
+            "description": settings.description,
+            "enabled": settings.enabled,
+        }
+        return self._gmsa(self.run("create_gmsa", data))
+
+    def update_gmsa(self, account: GmsaAccount, settings: GmsaSettings) -> GmsaAccount:
+        replace, clear = gmsa_attribute_changes(account.settings, settings)
+        data = {
+            "object_guid": account.object_guid,
+            "replace": {name: {"base64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value for name, value in replace.items()},
+            "clear": clear,
+            "enabled": settings.enabled if settings.enabled != account.settings.enabled else None,
+        }
+        return self._gmsa(self.run("update_gmsa", data))
+
+    def delete_gmsa(self, account: GmsaAccount) -> None:
+        self.run("delete_gmsa", {"object_guid": account.object_guid})
+
+    @staticmethod
+    def _gmsa(result: dict) -> GmsaAccount:
+        membership = result.pop("membership")
+        return gmsa_from_attributes(dict(result, membership=base64.b64decode(membership) if membership else None))
+
+    def resolve_principals(self, identities: list[str]) -> dict[str, Principal]:
+        lookups = [{"attribute": principal_lookup_attribute(identity), "value": identity} for identity in identities]
+        found = self.run("resolve_principals", {"lookups": lookups})["principals"]
+        return {item.pop("identity"): Principal(**item) for item in found}
+
+    def kds_root_keys(self) -> list[KdsRootKey]:
+        return [self._kds_root_key(key) for key in self.run("kds_root_keys", {})["keys"]]
+
+    def create_kds_root_key(self, effective_time: datetime.datetime) -> KdsRootKey:
+        return self._kds_root_key(self.run("create_kds_root_key", {"effective_time": int(effective_time.timestamp())}))
+
+    @staticmethod
+    def _kds_root_key(result: dict) -> KdsRootKey:
+        return KdsRootKey(key_id=result["key_id"], created=_epoch(result["created"]), effective_time=_epoch(result["effective_time"]))
+
+    def find_user(self, name: str) -> DomainUser | None:
+        result = self.run("find_user", {"name": name})
+        return self._user(result) if result else None
+
+    def create_user(self, name: str, container: str, password: str, description: str | None, enabled: bool, password_never_expires: bool) -> DomainUser:
+        data = {
+            "name": name,
+            "container": container,
+            "password": password,
+            "description": description,
+            "enabled": enabled,
+            "password_never_expires": password_never_expires,
+        }
+        return self._user(self.run("create_user", data))
+
+    def update_user(self, user: DomainUser, *, description: str | None, enabled: bool, password_never_expires: bool, password: str | None) -> DomainUser:
+        data = {
+            "sid": user.sid,
+            "description": description,
+            "enabled": enabled,
+            "password_never_expires": password_never_expires,
+            "password": password,
+        }
+        return self._user(self.run("update_user", data))
+
+    def delete_user(self, user: DomainUser) -> None:
+        self.run("delete_user", {"sid": user.sid})
+
+    @staticmethod
+    def _user(result: dict) -> DomainUser:
+        return DomainUser(**dict(result, groups=tuple(result["groups"])))
+
+    def set_group_members(self, group_dn: str, add: list[str], remove: list[str]) -> None:
+        self.run("set_group_members", {"group": group_dn, "add": add, "remove": remove})
+
+    def credentials_valid(self, username: str, password: str) -> bool:
+        return self.run("credentials_valid", {"username": username, "password": password})["valid"]
+
+    def read_managed_password(self, account: GmsaAccount, username: str, password: str) -> bytes | None:
+        result = self.run("read_managed_password", {"object_guid": account.object_guid, "username": username, "password": password})
+        if not result["authenticated"]:
+            raise AuthenticationFailed(f"{self.server}: the domain refused the password of {username}")
+        return base64.b64decode(result["blob"]) if result["blob"] else None

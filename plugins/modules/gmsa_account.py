@@ -1,0 +1,459 @@
+#!/usr/bin/python
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gmsa_account
+short_description: Manage group Managed Service Accounts in Active Directory from the controller
+version_added: 0.1.0
+description:
+  - Creates, updates and deletes gMSAs (C(msDS-GroupManagedServiceAccount) objects), several in one task, as
+    C(New-ADServiceAccount) and C(Set-ADServiceAccount) would.
+  - Every account is validated, and every principal looked up, before anything is changed. Each account is
+    then written with a single directory operation, so an account is never left half-changed.
+  - A KDS root key must exist before a gMSA is created (see M(wincontainers.gmsa.gmsa_kds_root_key)); the
+    module checks that first.
+  - The list options (O(accounts[].spn), O(accounts[].allowed_to_retrieve_password),
+    O(accounts[].kerberos_encryption_types)) take C(add), C(remove) and C(set) as in
+    M(microsoft.ad.service_account).
+options:
+  accounts:
+    description:
+      - The gMSAs to manage.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Name of the gMSA, which is its C(sAMAccountName) without the trailing C($), its C(cn) and its host
+            name.
+          - At most 15 characters, none of C("/\\[]:;|=,+*?<>@) or spaces. A trailing C($) is accepted and
+            dropped.
+        type: str
+        required: true
+      state:
+        description:
+          - V(present) creates or updates the account, V(absent) deletes it.
+        type: str
+        choices: [present, absent]
+        default: present
+      dns_hostname:
+        description:
+          - The C(dNSHostName) of the account.
+          - Defaults to C(NAME.<domain DNS name>) when the account is created; an existing account keeps its
+            value unless this is given.
+        type: str
+      spn:
+        description:
+          - Service principal names (C(servicePrincipalName)), as C(serviceclass/host[:port][/servicename]).
+          - A new account starts with C(host/NAME) and C(host/<dns_hostname>), unless C(set) is given.
+          - Compared case-insensitively, as AD does.
+        type: dict
+        aliases: [spns]
+        suboptions:
+          add:
+            description: SPNs to add.
+            type: list
+            elements: str
+          remove:
+            description: SPNs to remove.
+            type: list
+            elements: str
+          set:
+            description: The complete list of SPNs; an empty list removes them all.
+            type: list
+            elements: str
+      allowed_to_retrieve_password:
+        description:
+          - Users, groups or computers allowed to retrieve the managed password
+            (C(PrincipalsAllowedToRetrieveManagedPassword), stored in C(msDS-GroupMSAMembership)).
+          - Each is a C(sAMAccountName) (a computer with its C($)), a SID or a distinguished name. An unknown
+            principal fails the task before any change.
+          - For Windows containers this is the portable identity (M(wincontainers.gmsa.gmsa_identity)) or a
+            group holding it; Microsoft recommends one group per gMSA.
+          - A new account starts with nobody allowed, unless C(set) or C(add) is given.
+        type: dict
+        suboptions:
+          add:
+            description: Principals to allow.
+            type: list
+            elements: str
+          remove:
+            description: Principals to disallow.
+            type: list
+            elements: str
+          set:
+            description: The complete list of principals; an empty list allows nobody.
+            type: list
+            elements: str
+      kerberos_encryption_types:
+        description:
+          - Kerberos encryption types the account supports (C(msDS-SupportedEncryptionTypes)).
+          - A new account gets V(aes128) and V(aes256), unless C(set) is given. Avoid V(rc4).
+        type: dict
+        suboptions:
+          add:
+            description: Encryption types to add.
+            type: list
+            elements: str
+            choices: [aes128, aes256, rc4]
+          remove:
+            description: Encryption types to remove.
+            type: list
+            elements: str
+            choices: [aes128, aes256, rc4]
+          set:
+            description: The complete list of encryption types.
+            type: list
+            elements: str
+            choices: [aes128, aes256, rc4]
+      password_interval_days:
+        description:
+          - Days between password changes (C(msDS-ManagedPasswordInterval)).
+          - AD accepts it only when the account is created, so a different value for an existing account fails
+            the task, unless O(accounts[].recreate) is set.
+          - Defaults to 30 on creation.
+        type: int
+      recreate:
+        description:
+          - Delete and create the account again when O(accounts[].password_interval_days) differs from the
+            existing account's.
+          - The new account has a new SID and password; credential specs and hosts that use it must follow.
+        type: bool
+        default: false
+      path:
+        description:
+          - Distinguished name of the container or OU that receives a new account.
+          - Defaults to C(CN=Managed Service Accounts) of the domain. An existing account is not moved.
+        type: str
+      description:
+        description:
+          - The C(description) of the account; an empty string removes it. Left as it is when omitted.
+        type: str
+      enabled:
+        description:
+          - Whether the account is enabled. A new account is enabled unless this is V(false).
+        type: bool
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - wincontainers.gmsa.domain_connection
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    support: full
+    platforms: posix
+    details: Runs on the controller (or an execution environment) and reaches the domain itself.
+seealso:
+  - module: wincontainers.gmsa.gmsa_kds_root_key
+  - module: wincontainers.gmsa.gmsa_identity
+  - module: wincontainers.gmsa.gmsa_domain_info
+  - module: microsoft.ad.service_account
+    description: The same object managed from a Windows host.
+author:
+  - wincontainers.gmsa maintainers (@wincontainers)
+"""
+
+EXAMPLES = r"""
+- name: One gMSA per application, readable by the portable identity's group
+  wincontainers.gmsa.gmsa_account:
+    domain_transport: ldap
+    domain_server: dc01.contoso.com
+    domain_username: CONTOSO\gmsa-admin
+    domain_password: "{{ vault_gmsa_admin_password }}"
+    accounts:
+      - name: WebApp01
+        allowed_to_retrieve_password:
+          set: [WebApp01-Hosts]
+      - name: Billing
+        spn:
+          add: [HTTP/billing.contoso.com]
+        allowed_to_retrieve_password:
+          set: [Billing-Hosts]
+
+- name: Remove an account
+  wincontainers.gmsa.gmsa_account:
+    accounts:
+      - name: OldApp
+        state: absent
+  module_defaults:
+    group/wincontainers.gmsa.domain:
+      domain_server: dc01.contoso.com
+      domain_username: CONTOSO\gmsa-admin
+      domain_password: "{{ vault_gmsa_admin_password }}"
+"""
+
+RETURN = r"""
+accounts:
+  description: Each account of O(accounts), in order, as it is after the task (as it would be, in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the gMSA (without C($)).
+      type: str
+      sample: WebApp01
+    state:
+      description: V(present) or V(absent).
+      type: str
+      sample: present
+    changed:
+      description: Whether this account was (or would be) changed.
+      type: bool
+    sam_account_name:
+      description: The C(sAMAccountName), with C($).
+      type: str
+      sample: WebApp01$
+    distinguished_name:
+      description: Distinguished name; null when absent, or not yet created in check mode.
+      type: str
+      sample: CN=WebApp01,CN=Managed Service Accounts,DC=contoso,DC=com
+    sid:
+      description: SID of the account (not the domain's); null when absent, or not yet created in check mode.
+      type: str
+      sample: S-1-5-21-2126449477-2524075714-3094792973-1108
+    object_guid:
+      description: C(objectGUID); null when absent, or not yet created in check mode.
+      type: str
+      sample: 5f1e3b47-1c2c-4d8e-9b47-2d6f3a2b9f10
+    dns_hostname:
+      description: C(dNSHostName).
+      type: str
+      sample: WebApp01.contoso.com
+    spns:
+      description: Service principal names.
+      type: list
+      elements: str
+      sample: [host/WebApp01, host/WebApp01.contoso.com]
+    allowed_to_retrieve_password:
+      description: SIDs of the principals allowed to retrieve the password.
+      type: list
+      elements: str
+      sample: [S-1-5-21-2126449477-2524075714-3094792973-1105]
+    kerberos_encryption_types:
+      description: Supported Kerberos encryption types.
+      type: list
+      elements: str
+      sample: [aes128, aes256]
+    password_interval_days:
+      description: Days between password changes.
+      type: int
+      sample: 30
+    description:
+      description: The description, or null.
+      type: str
+    enabled:
+      description: Whether the account is enabled.
+      type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+    DEFAULT_ENCRYPTION_TYPES,
+    DEFAULT_PASSWORD_INTERVAL_DAYS,
+    ENCRYPTION_TYPES,
+    DomainError,
+    GmsaAccount,
+    GmsaSettings,
+    apply_list_changes,
+    container_or_default,
+    domain_argument_spec,
+    encryption_type_names,
+    encryption_types_value,
+    gmsa_attribute_changes,
+    list_option_spec,
+    list_option_values,
+    open_domain_client,
+    settings_facts,
+)
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
+    ValidationError,
+    validate_dns_name,
+    validate_gmsa_name,
+    validate_spn,
+)
+
+ACCOUNT_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    dns_hostname=dict(type="str"),
+    spn=dict(list_option_spec(), aliases=["spns"]),
+    allowed_to_retrieve_password=dict(list_option_spec(), no_log=False),
+    kerberos_encryption_types=list_option_spec(choices=list(ENCRYPTION_TYPES)),
+    password_interval_days=dict(type="int", no_log=False),
+    recreate=dict(type="bool", default=False),
+    path=dict(type="str"),
+    description=dict(type="str"),
+    enabled=dict(type="bool"),
+)
+
+
+def validate_accounts(accounts: list[dict]) -> None:
+    """Check every account's input and normalize ``name``; raise ValidationError naming the field."""
+    seen = {}
+    for index, account in enumerate(accounts):
+        field = f"accounts[{index}]"
+        account["name"] = validate_gmsa_name(account["name"], f"{field}.name")
+        key = account["name"].lower()
+        if key in seen:
+            raise ValidationError(f"{field}.name", f"{account['name']!r} is also accounts[{seen[key]}]; list each account once")
+        seen[key] = index
+        if account["dns_hostname"] is not None:
+            validate_dns_name(account["dns_hostname"], f"{field}.dns_hostname")
+        for suffix, spn in list_option_values(account["spn"]):
+            validate_spn(spn, f"{field}.spn.{suffix}")
+        if account["password_interval_days"] is not None and account["password_interval_days"] < 1:
+            raise ValidationError(f"{field}.password_interval_days", "must be at least 1 day")
+
+
+def account_result(name: str, account: GmsaAccount | None, settings: GmsaSettings | None, interval: int | None) -> dict:
+    """What the module returns for one account (``account`` None when absent or not yet created)."""
+    result = dict(
+        name=name,
+        state="present" if settings else "absent",
+        sam_account_name=f"{name}$",
+        distinguished_name=account and account.distinguished_name,
+        sid=account and account.sid,
+        object_guid=account and account.object_guid,
+    )
+    if settings:
+        result.update(settings_facts(settings), password_interval_days=interval)
+    return result
+
+
+class AccountPlan:
+    """What one entry of ``accounts`` asks for, compared with what is in AD."""
+
+    def __init__(self, field: str, request: dict, existing: GmsaAccount | None, principals: dict, domain_dns_name: str) -> None:
+        self.field = field
+        # AD's spelling once the account exists: names are case-insensitive, results should not flip case.
+        self.name = existing.name if existing else request["name"]
+        self.request = request
+        self.existing = existing
+        self.desired = None if request["state"] == "absent" else self._desired_settings(principals, domain_dns_name)
+        self.interval = self._interval()
+
+    def _desired_settings(self, principals: dict, domain_dns_name: str) -> GmsaSettings:
+        request, current = self.request, self.existing and self.existing.settings
+        dns_host_name = request["dns_hostname"] or (current.dns_host_name if current else f"{self.name}.{domain_dns_name}")
+        readers = {
+            suffix: None if values is None else [principals[value].sid for value in values]
+            for suffix, values in (request["allowed_to_retrieve_password"] or {}).items()
+        }
+        if current:
+            spns, readers_now, encryption = list(current.spns), list(current.password_readers), encryption_type_names(current.encryption_types)
+        else:
+            spns, readers_now, encryption = [f"host/{self.name}", f"host/{dns_host_name}"], [], list(DEFAULT_ENCRYPTION_TYPES)
+        description = request["description"] if request["description"] is not None else current and current.description
+        enabled = request["enabled"] if request["enabled"] is not None else (current.enabled if current else True)
+        return GmsaSettings(
+            dns_host_name=dns_host_name,
+            spns=tuple(sorted(apply_list_changes(spns, request["spn"]), key=str.lower)),
+            password_readers=tuple(apply_list_changes(readers_now, readers, key=str.upper)),
+            encryption_types=encryption_types_value(apply_list_changes(encryption, request["kerberos_encryption_types"])),
+            description=description or None,
+            enabled=enabled,
+        )
+
+    def _interval(self) -> int:
+        requested = self.request["password_interval_days"]
+        if self.existing is None:
+            return requested or DEFAULT_PASSWORD_INTERVAL_DAYS
+        if requested is not None and requested != self.existing.password_interval_days and not self.request["recreate"]:
+            raise ValidationError(
+                f"{self.field}.password_interval_days",
+                f"{self.name} exists with a password interval of {self.existing.password_interval_days} days and AD sets it only at creation; "
+                f"keep {self.existing.password_interval_days}, or set recreate to delete and create the account (new SID and password)",
+            )
+        return requested or self.existing.password_interval_days
+
+    @property
+    def recreate(self) -> bool:
+        return bool(self.existing and self.desired and self.interval != self.existing.password_interval_days)
+
+    @property
+    def changed(self) -> bool:
+        if self.desired is None:
+            return self.existing is not None
+        return self.existing is None or self.recreate or self._settings_differ()
+
+    def _settings_differ(self) -> bool:
+        replace, clear = gmsa_attribute_changes(self.existing.settings, self.desired)
+        return bool(replace or clear) or self.existing.settings.enabled != self.desired.enabled
+
+
+def resolve_principals(client, accounts: list[dict]) -> dict:
+    """Look up every principal named in ``allowed_to_retrieve_password``; fail on the first unknown one."""
+    wanted = [(f"accounts[{index}].allowed_to_retrieve_password.{suffix}", value)
+              for index, account in enumerate(accounts) for suffix, value in list_option_values(account["allowed_to_retrieve_password"])]
+    principals = client.resolve_principals(sorted({value for _field, value in wanted}))
+    for field, value in wanted:
+        if value not in principals:
+            raise ValidationError(field, f"no user, group or computer {value!r} in the domain (give a sAMAccountName, SID or distinguished name)")
+    return principals
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=domain_argument_spec(accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS)),
+        supports_check_mode=True,
+    )
+    accounts = module.params["accounts"]
+    try:
+        validate_accounts(accounts)
+        with open_domain_client(module.params) as client:
+            facts = client.domain_facts()
+            principals = resolve_principals(client, accounts)
+            existing = client.find_gmsas([account["name"] for account in accounts])
+            plans = [
+                AccountPlan(f"accounts[{index}]", account, existing.get(account["name"].lower()), principals, facts.dns_name)
+                for index, account in enumerate(accounts)
+            ]
+            if any(plan.desired and (plan.existing is None or plan.recreate) for plan in plans) and not client.kds_root_keys():
+                raise DomainError(
+                    f"{client.server}: the forest has no KDS root key, so DCs cannot compute gMSA passwords; "
+                    "create one first with wincontainers.gmsa.gmsa_kds_root_key"
+                )
+            results, diff_before, diff_after = [], {}, {}
+            for plan in plans:
+                account = plan.existing
+                if plan.changed and not module.check_mode:
+                    account = apply_plan(client, plan, facts)
+                elif plan.desired is None:
+                    account = None
+                result = account_result(plan.name, account if plan.desired else None, plan.desired, plan.interval)
+                result["changed"] = plan.changed
+                results.append(result)
+                if plan.changed:
+                    before = account_result(plan.name, plan.existing, plan.existing and plan.existing.settings,
+                                            plan.existing and plan.existing.password_interval_days)
+                    diff_before[plan.name] = before
+                    diff_after[plan.name] = {key: value for key, value in result.items() if key != "changed"}
+    except (DomainError, ValidationError) as error:
+        module.fail_json(msg=str(error))
+    changed = any(result["changed"] for result in results)
+    module.exit_json(changed=changed, accounts=results, diff=dict(before=diff_before, after=diff_after))
+
+
+def apply_plan(client, plan: AccountPlan, facts) -> GmsaAccount | None:
+    if plan.desired is None or plan.recreate:
+        client.delete_gmsa(plan.existing)
+        if plan.desired is None:
+            return None
+    if plan.recreate:
+        # Back where it was: the name cannot contain a comma, so the parent DN follows the first one.
+        return client.create_gmsa(plan.name, plan.existing.distinguished_name.split(",", 1)[1], plan.interval, plan.desired)
+    if plan.existing is None:
+        container = container_or_default(plan.request["path"], facts, "CN=Managed Service Accounts")
+        return client.create_gmsa(plan.name, container, plan.interval, plan.desired)
+    return client.update_gmsa(plan.existing, plan.desired)
+
+
+if __name__ == "__main__":
+    main()

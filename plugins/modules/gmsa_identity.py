@@ -1,0 +1,275 @@
+#!/usr/bin/python
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gmsa_identity
+short_description: Manage the portable identity, the domain user whose credentials Windows nodes use to fetch gMSA passwords
+version_added: 0.1.0
+description:
+  - Non-domain-joined Windows nodes retrieve a gMSA password through the Container Credential Guard (ccg.exe),
+    authenticated as a standard domain user whose credentials sit in a Kubernetes Secret. This module manages
+    that user, C(New-ADUser) and C(Set-ADUser) style, and its group membership.
+  - The user needs no rights beyond being allowed to retrieve the gMSA passwords (directly or through a group,
+    see O(wincontainers.gmsa.gmsa_account#module:accounts[].allowed_to_retrieve_password)).
+options:
+  name:
+    description:
+      - C(sAMAccountName) of the user (also its C(cn)).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) creates or updates the user, V(absent) deletes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  password:
+    description:
+      - Password of the user; required to create it. It must satisfy the domain's password policy.
+      - Never shown in the output, the diff or the logs.
+    type: str
+  update_password:
+    description:
+      - V(on_create) sets the password only when the user is created.
+      - V(always) also sets it when the domain does not accept O(password) for the user (checked by
+        authenticating as the user, so an unchanged password reports no change).
+    type: str
+    choices: [always, on_create]
+    default: on_create
+  password_never_expires:
+    description:
+      - Whether the password never expires. The Secret holding it is not rotated by the domain, so V(true) is
+        the default.
+    type: bool
+    default: true
+  enabled:
+    description:
+      - Whether the account is enabled.
+    type: bool
+    default: true
+  path:
+    description:
+      - Distinguished name of the container or OU that receives a new user. Defaults to C(CN=Users) of the
+        domain. An existing user is not moved.
+    type: str
+  description:
+    description:
+      - The C(description) of the user; an empty string removes it. Left as it is when omitted.
+    type: str
+  groups:
+    description:
+      - Groups the user is a direct member of, each as C(sAMAccountName), SID or distinguished name. The groups
+        must exist.
+      - C(set) leaves the user in exactly those groups (its primary group, C(Domain Users), is not listed and
+        never changed).
+    type: dict
+    suboptions:
+      add:
+        description: Groups to join.
+        type: list
+        elements: str
+      remove:
+        description: Groups to leave.
+        type: list
+        elements: str
+      set:
+        description: The complete list of groups.
+        type: list
+        elements: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - wincontainers.gmsa.domain_connection
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    support: full
+    platforms: posix
+    details: Runs on the controller (or an execution environment) and reaches the domain itself.
+seealso:
+  - module: wincontainers.gmsa.gmsa_account
+  - module: wincontainers.gmsa.gmsa_domain_info
+    description: Checks that the identity may retrieve a gMSA password.
+author:
+  - wincontainers.gmsa maintainers (@wincontainers)
+"""
+
+EXAMPLES = r"""
+- name: Portable identity in the group allowed to retrieve the gMSA passwords
+  wincontainers.gmsa.gmsa_identity:
+    name: gmsa-ccg
+    password: "{{ vault_ccg_password }}"
+    description: Portable identity of the Windows nodes (Kubernetes)
+    groups:
+      add: [WebApp01-Hosts]
+"""
+
+RETURN = r"""
+name:
+  description: C(sAMAccountName) of the user.
+  returned: always
+  type: str
+  sample: gmsa-ccg
+state:
+  description: V(present) or V(absent).
+  returned: always
+  type: str
+sid:
+  description: SID of the user; null when absent, or not yet created in check mode.
+  returned: always
+  type: str
+  sample: S-1-5-21-2126449477-2524075714-3094792973-1105
+distinguished_name:
+  description: Distinguished name; null when absent, or not yet created in check mode.
+  returned: always
+  type: str
+  sample: CN=gmsa-ccg,CN=Users,DC=contoso,DC=com
+enabled:
+  description: Whether the account is enabled.
+  returned: when state is present
+  type: bool
+password_never_expires:
+  description: Whether the password never expires.
+  returned: when state is present
+  type: bool
+description:
+  description: The description, or null.
+  returned: when state is present
+  type: str
+groups:
+  description: Distinguished names of the groups the user is a direct member of.
+  returned: when state is present
+  type: list
+  elements: str
+password_changed:
+  description: Whether the password was (or would be) set.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+    DomainError,
+    DomainUser,
+    apply_list_changes,
+    container_or_default,
+    domain_argument_spec,
+    list_option_spec,
+    list_option_values,
+    open_domain_client,
+)
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError
+
+
+def user_result(name: str, user: DomainUser | None, desired: dict | None) -> dict:
+    result = dict(name=name, state="present" if desired else "absent", sid=user and user.sid, distinguished_name=user and user.distinguished_name)
+    if desired:
+        result.update(desired)
+    return result
+
+
+def group_dns(client, groups: dict | None) -> dict | None:
+    """The ``groups`` option with every group replaced by its DN; an unknown group fails naming its field."""
+    if not groups:
+        return None
+    values = list_option_values(groups)
+    principals = client.resolve_principals(sorted({value for _field, value in values}))
+    for field, value in values:
+        if value not in principals:
+            raise ValidationError(f"groups.{field}", f"no group {value!r} in the domain (give a sAMAccountName, SID or distinguished name)")
+    return {suboption: None if names is None else [principals[name].distinguished_name for name in names] for suboption, names in groups.items()}
+
+
+def desired_state(params: dict, user: DomainUser | None, groups: dict | None) -> dict:
+    current_description = user.description if user else None
+    return dict(
+        enabled=params["enabled"],
+        password_never_expires=params["password_never_expires"],
+        description=(params["description"] if params["description"] is not None else current_description) or None,
+        groups=apply_list_changes(list(user.groups) if user else [], groups),
+    )
+
+
+def current_state(user: DomainUser) -> dict:
+    return dict(enabled=user.enabled, password_never_expires=user.password_never_expires, description=user.description, groups=list(user.groups))
+
+
+def missing(values: list[str], among: list[str]) -> list[str]:
+    """The DNs of ``values`` that are not in ``among``, compared case-insensitively as AD compares DNs."""
+    known = {value.lower() for value in among}
+    return [value for value in values if value.lower() not in known]
+
+
+def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> tuple[bool, bool, DomainUser | None, dict]:
+    """Create or update the user; return (changed, password changed, user, desired state)."""
+    params = module.params
+    if user is None and not params["password"]:
+        raise ValidationError("password", f"is required to create the user {params['name']}")
+    desired = desired_state(params, user, group_dns(client, params["groups"]))
+    current = current_state(user) if user else dict(groups=[])
+    password_changed = user is None or (
+        params["update_password"] == "always" and bool(params["password"]) and not client.credentials_valid(params["name"], params["password"])
+    )
+    attributes_changed = any(current.get(key) != desired[key] for key in ("enabled", "password_never_expires", "description"))
+    join, leave = missing(desired["groups"], current["groups"]), missing(current["groups"], desired["groups"])
+    changed = password_changed or attributes_changed or bool(join or leave)
+    if not changed or module.check_mode:
+        return changed, password_changed, user, desired
+    if user is None:
+        container = container_or_default(params["path"], client.domain_facts(), "CN=Users")
+        user = client.create_user(params["name"], container, params["password"], desired["description"], desired["enabled"], desired["password_never_expires"])
+    elif password_changed or attributes_changed:
+        user = client.update_user(
+            user,
+            description=desired["description"],
+            enabled=desired["enabled"],
+            password_never_expires=desired["password_never_expires"],
+            password=params["password"] if password_changed else None,
+        )
+    for group in join:
+        client.set_group_members(group, add=[user.distinguished_name], remove=[])
+    for group in leave:
+        client.set_group_members(group, add=[], remove=[user.distinguished_name])
+    return changed, password_changed, user, desired
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=domain_argument_spec(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            password=dict(type="str", no_log=True),
+            update_password=dict(type="str", choices=["always", "on_create"], default="on_create", no_log=False),
+            password_never_expires=dict(type="bool", default=True, no_log=False),
+            enabled=dict(type="bool", default=True),
+            path=dict(type="str"),
+            description=dict(type="str"),
+            groups=list_option_spec(),
+        ),
+        supports_check_mode=True,
+    )
+    name = module.params["name"]
+    try:
+        with open_domain_client(module.params) as client:
+            existing = client.find_user(name)
+            before = user_result(name, existing, current_state(existing)) if existing else {}
+            if module.params["state"] == "absent":
+                if existing and not module.check_mode:
+                    client.delete_user(existing)
+                module.exit_json(changed=bool(existing), password_changed=False, **user_result(name, None, None), diff=dict(before=before, after={}))
+            changed, password_changed, user, desired = ensure_present(module, client, existing)
+    except (DomainError, ValidationError) as error:
+        module.fail_json(msg=str(error))
+    result = user_result(name, user, desired)
+    # The diff says that the password changes, never what it is.
+    after = dict(result, password="(changed)") if password_changed else result
+    module.exit_json(changed=changed, password_changed=password_changed, **result, diff=dict(before=before, after=after))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+#!/usr/bin/python
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gmsa_kds_root_key
+short_description: Ensure the forest has a KDS root key, so that DCs can compute gMSA passwords
+version_added: 0.1.0
+description:
+  - Creates a KDS root key (C(Add-KdsRootKey)) when the forest has none, and reports when the key DCs will use
+    becomes usable.
+  - A DC uses a root key only 10 hours after its effective time, to let the key replicate to every DC. In
+    production the new key is effective now and the module says when it becomes usable, with a warning; in
+    O(lab_mode) it is back-dated by 10 hours so that it is usable at once.
+  - Keys are never deleted, because Microsoft warns that removing a root key breaks the gMSAs that use it.
+options:
+  create:
+    description:
+      - Create a key when the forest has none.
+      - With V(false) the module only checks, and fails when there is no key; for forests where only the
+        directory team creates keys.
+    type: bool
+    default: true
+  lab_mode:
+    description:
+      - Back-date the effective time of a new key by 10 hours so that DCs use it at once (C(Add-KdsRootKey
+        -EffectiveTime ((Get-Date).AddHours(-10)))).
+      - Only for a lab with a single DC; in a forest with several DCs, a DC that has not replicated the key yet
+        fails every gMSA password request.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - wincontainers.gmsa.domain_connection
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    support: full
+    platforms: posix
+    details: Runs on the controller (or an execution environment) and reaches the domain itself.
+notes:
+  - Needs Domain Admins or Enterprise Admins rights in the forest root domain.
+seealso:
+  - module: wincontainers.gmsa.gmsa_account
+  - module: microsoft.ad.kds_root_key
+    description: The same from a Windows host.
+author:
+  - wincontainers.gmsa maintainers (@wincontainers)
+"""
+
+EXAMPLES = r"""
+- name: Production forest, key effective now and usable in 10 hours
+  wincontainers.gmsa.gmsa_kds_root_key:
+  register: kds
+
+- name: Stop here when the key is not usable yet
+  ansible.builtin.assert:
+    that: kds.usable
+    fail_msg: "The KDS root key becomes usable at {{ kds.usable_from }}"
+
+- name: Lab with a single DC
+  wincontainers.gmsa.gmsa_kds_root_key:
+    lab_mode: true
+
+- name: Only check that the directory team created a key
+  wincontainers.gmsa.gmsa_kds_root_key:
+    create: false
+"""
+
+RETURN = r"""
+key_id:
+  description: ID of the key DCs use (or will use first); null in check mode when a key would be created.
+  returned: always
+  type: str
+  sample: 32d6a09c-d5b0-2ae8-49de-001d1d46c5c0
+effective_time:
+  description: Effective time of that key (UTC, ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-28T12:28:53+00:00"
+usable_from:
+  description: When DCs start using that key, 10 hours after its effective time (UTC, ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-28T22:28:53+00:00"
+usable:
+  description: Whether DCs use the key now, so that gMSA passwords can be retrieved.
+  returned: always
+  type: bool
+  sample: true
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+    KDS_REPLICATION_DELAY,
+    DomainError,
+    KdsRootKey,
+    domain_argument_spec,
+    open_domain_client,
+)
+
+
+def key_in_use(keys: list[KdsRootKey], now: datetime.datetime) -> KdsRootKey:
+    """The key that matters: the newest usable one, else the one that becomes usable first."""
+    usable = [key for key in keys if key.usable_from <= now]
+    if usable:
+        return max(usable, key=lambda key: key.created)
+    return min(keys, key=lambda key: key.usable_from)
+
+
+def key_result(key_id: str | None, effective_time: datetime.datetime, now: datetime.datetime) -> dict:
+    usable_from = effective_time + KDS_REPLICATION_DELAY
+    return dict(key_id=key_id, effective_time=effective_time.isoformat(), usable_from=usable_from.isoformat(), usable=usable_from <= now)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=domain_argument_spec(create=dict(type="bool", default=True), lab_mode=dict(type="bool", default=False)),
+        supports_check_mode=True,
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        with open_domain_client(module.params) as client:
+            keys = client.kds_root_keys()
+            if keys:
+                key = key_in_use(keys, now)
+                result = key_result(key.key_id, key.effective_time, now)
+                module.exit_json(changed=False, **result, diff=dict(before=result, after=result))
+            if not module.params["create"]:
+                raise DomainError(f"{client.server}: the forest has no KDS root key and create is false; ask the directory team for one (Add-KdsRootKey)")
+            effective_time = now - KDS_REPLICATION_DELAY if module.params["lab_mode"] else now
+            key_id = None if module.check_mode else client.create_kds_root_key(effective_time).key_id
+    except DomainError as error:
+        module.fail_json(msg=str(error))
+    result = key_result(key_id, effective_time, now)
+    if not result["usable"]:
+        module.warn(
+            f"the new KDS root key becomes usable at {result['usable_from']}: DCs wait 10 hours for it to replicate, "
+            "and gMSA password retrieval fails until then"
+        )
+    module.exit_json(changed=True, **result, diff=dict(before={}, after=result))
+
+
+if __name__ == "__main__":
+    main()

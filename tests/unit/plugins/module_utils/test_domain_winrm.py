@@ -1,0 +1,120 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""How the WinRM transport turns what pywinrm and PowerShell report into one clear error."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import AuthenticationFailed, ConnectionSettings, DomainConnectionError, DomainError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_winrm import WinRMDomainClient, clixml_to_text
+
+CLIXML = (
+    '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+    '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T></TN></Obj>'
+    '<S S="Error">Import-Module : The specified module \'ActiveDirectory\' was not loaded_x000D__x000A_</S>'
+    '<S S="Error">because no valid module file was found._x000D__x000A_</S></Objs>'
+)
+
+
+class FailingProtocol:
+    """A pywinrm Protocol whose calls raise ``error`` or return ``output``."""
+
+    def __init__(self, error=None, output=(b"", b"", 1), timeouts=0):
+        self.error = error
+        self.output = output
+        self.timeouts = timeouts
+        self.cleaned = False
+
+    def open_shell(self):
+        if self.error:
+            raise self.error
+        return "shell"
+
+    def run_command(self, shell_id, command, arguments):
+        return "command"
+
+    def send_command_input(self, shell_id, command_id, stdin_input, end=False):
+        pass
+
+    def get_command_output_raw(self, shell_id, command_id):
+        if self.timeouts:
+            self.timeouts -= 1
+            raise WinRMOperationTimeoutError()
+        stdout, stderr, code = self.output
+        return stdout, stderr, code, True
+
+    def cleanup_command(self, shell_id, command_id):
+        self.cleaned = True
+
+    def close_shell(self, shell_id):
+        pass
+
+
+def client_with(protocol, timeout: float = 60) -> WinRMDomainClient:
+    settings = ConnectionSettings(
+        transport="winrm", server="dc01.contoso.com", port=5986, username="CONTOSO\\admin", password="admin-secret",
+        auth="ntlm", tls="tls", validate_certs=True, ca_cert=None, timeout=int(timeout),
+    )
+    client = WinRMDomainClient(settings, time.monotonic() + timeout)
+    client._protocol = protocol
+    return client
+
+
+@pytest.mark.parametrize(
+    "error, kind, text",
+    [
+        (InvalidCredentialsError("the credentials were rejected"), AuthenticationFailed, "refused the credentials of domain_username"),
+        (WSManFaultError(500, "fault", "<xml/>", "Access is denied.", wsman_fault_code=5), DomainError, "fault during domain_facts: Access is denied."),
+        (WinRMTransportError("http", 503, "unavailable"), DomainConnectionError, "unexpected HTTP status 503"),
+        (requests.exceptions.ConnectionError("Connection refused"), DomainConnectionError, "cannot reach the WinRM service: Connection refused"),
+    ],
+)
+def test_transport_errors_become_one_clear_message(error, kind, text):
+    with pytest.raises(kind) as raised:
+        client_with(FailingProtocol(error=error)).domain_facts()
+    assert text in str(raised.value)
+    assert "https://dc01.contoso.com:5986/wsman" in str(raised.value)
+    assert "admin-secret" not in str(raised.value)
+
+
+def test_winrm_transport_error_is_not_a_winrm_error():
+    # Why the transport catches it on its own: pywinrm raises it for bare HTTP errors, outside its hierarchy.
+    from winrm.exceptions import WinRMError
+
+    assert not issubclass(WinRMTransportError, WinRMError)
+
+
+def test_powershell_errors_arrive_as_json():
+    answer = {"error": {"message": "Cannot find an object with identity: 'x'", "type": "ADIdentityNotFoundException", "id": "ActiveDirectoryCmdlet:x"}}
+    protocol = FailingProtocol(output=(json.dumps(answer).encode("ascii"), b"", 1))
+    with pytest.raises(DomainError, match=r"dc01.contoso.com: domain_facts failed: Cannot find an object with identity: 'x' \(ActiveDirectoryCmdlet:x\)"):
+        client_with(protocol).domain_facts()
+    assert protocol.cleaned
+
+
+def test_errors_outside_the_script_are_read_from_clixml():
+    protocol = FailingProtocol(output=(b"", CLIXML.encode("utf-8"), 1))
+    with pytest.raises(DomainError) as raised:
+        client_with(protocol).domain_facts()
+    message = str(raised.value)
+    assert "PowerShell failed during domain_facts: Import-Module : The specified module 'ActiveDirectory' was not loaded" in message
+    assert "CLIXML" not in message and "_x000D_" not in message
+
+
+def test_clixml_to_text_keeps_plain_text():
+    assert clixml_to_text("plain failure\r\n") == "plain failure"
+
+
+def test_operation_timeouts_are_retried_until_the_deadline():
+    protocol = FailingProtocol(output=(b'{"result": {"valid": true}}', b"", 0), timeouts=3)
+    assert client_with(protocol).credentials_valid("ccg", "pw") is True
+    endless = FailingProtocol(timeouts=10**9)
+    with pytest.raises(DomainConnectionError, match="did not finish within the timeout"):
+        client_with(endless, timeout=0.2).credentials_valid("ccg", "pw")

@@ -1,0 +1,152 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The PowerShell of the WinRM transport: it parses, and input never becomes script text.
+
+No PowerShell runs here; tree-sitter-powershell checks the syntax, and the transport is driven with a fake
+pywinrm protocol to see exactly what would reach the Windows host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import ConnectionSettings, DomainFacts, principal_lookup_attribute
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_winrm import POWERSHELL_ARGUMENTS, WinRMDomainClient, encode_command
+
+tree_sitter = pytest.importorskip("tree_sitter")
+tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")
+
+PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
+
+# Quotes, subexpressions, backticks, statement separators, LDAP filter metacharacters, a comment, non-ASCII.
+HOSTILE_VALUES = [
+    "a'b",
+    'a"b',
+    "$(Remove-ADObject -Identity x)",
+    "`$env:USERNAME`n",
+    "x; Remove-Item C:\\ -Recurse",
+    "*)(objectClass=*",
+    "x' + (Get-Date) + '",
+    "# comment",
+    "Zoë-アカウント",
+]
+
+
+def error_nodes(node):
+    if node.type == "ERROR" or node.is_missing:
+        yield node
+    for child in node.children:
+        yield from error_nodes(child)
+
+
+@pytest.mark.parametrize("operation", sorted(_ps_scripts.OPERATIONS))
+def test_every_script_parses_cleanly(operation):
+    script = _ps_scripts.build_script(operation)
+    tree = PARSER.parse(script.encode("utf-8"))
+    problems = [(node.start_point, script.encode("utf-8")[node.start_byte:node.end_byte][:60]) for node in error_nodes(tree.root_node)]
+    assert not tree.root_node.has_error, problems
+
+
+@pytest.mark.parametrize("operation", sorted(_ps_scripts.OPERATIONS))
+def test_scripts_are_ascii(operation):
+    # -EncodedCommand carries any text, but the scripts stay plain so that a review sees every character.
+    assert _ps_scripts.build_script(operation).isascii()
+
+
+class RecordingProtocol:
+    """Stands in for winrm.protocol.Protocol: records commands and stdin, answers with canned JSON."""
+
+    def __init__(self, answer: dict) -> None:
+        self.answer = answer
+        self.commands: list[tuple[str, list[str]]] = []
+        self.stdin: list[bytes] = []
+        self.shells_opened = 0
+
+    def open_shell(self):
+        self.shells_opened += 1
+        return "shell-1"
+
+    def run_command(self, shell_id, command, arguments):
+        self.commands.append((command, list(arguments)))
+        return "command-1"
+
+    def send_command_input(self, shell_id, command_id, stdin_input, end=False):
+        assert end
+        self.stdin.append(stdin_input.encode("437") if isinstance(stdin_input, str) else stdin_input)
+
+    def get_command_output_raw(self, shell_id, command_id):
+        return json.dumps(self.answer).encode("ascii"), b"", 0, True
+
+    def cleanup_command(self, shell_id, command_id):
+        pass
+
+    def close_shell(self, shell_id):
+        pass
+
+
+def winrm_client(answer: dict) -> tuple[WinRMDomainClient, RecordingProtocol]:
+    settings = ConnectionSettings(
+        transport="winrm", server="dc01.contoso.com", port=5985, username="CONTOSO\\admin", password="secret",
+        auth="ntlm", tls="none", validate_certs=True, ca_cert=None, timeout=60,
+    )
+    client = WinRMDomainClient(settings, time.monotonic() + 60)
+    protocol = RecordingProtocol(answer)
+    client._protocol = protocol
+    return client, protocol
+
+
+def sent_script(protocol: RecordingProtocol, index: int = 0) -> str:
+    command, arguments = protocol.commands[index]
+    assert command == "powershell.exe"
+    assert arguments[:-1] == list(POWERSHELL_ARGUMENTS)
+    return base64.b64decode(arguments[-1]).decode("utf-16-le")
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_hostile_names_stay_data(value):
+    client, protocol = winrm_client({"result": {"accounts": []}})
+    assert client.find_gmsas([value]) == {}
+    # The command line is the constant script, whatever the input ...
+    assert sent_script(protocol) == _ps_scripts.build_script("find_gmsas")
+    # ... and the value travels as ASCII JSON on stdin, decoded back intact by ConvertFrom-Json.
+    stdin = protocol.stdin[0]
+    assert stdin.isascii()
+    assert json.loads(stdin) == {"names": [value]}
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_hostile_principals_stay_data(value):
+    client, protocol = winrm_client({"result": {"principals": []}})
+    assert client.resolve_principals([value]) == {}
+    assert sent_script(protocol) == _ps_scripts.build_script("resolve_principals")
+    assert json.loads(protocol.stdin[0]) == {"lookups": [{"attribute": principal_lookup_attribute(value), "value": value}]}
+
+
+def test_hostile_password_stays_data():
+    client, protocol = winrm_client({"result": {"valid": False}})
+    password = "p'w\"$(x)`;*)("
+    assert client.credentials_valid("ccg", password) is False
+    assert password not in sent_script(protocol)
+    assert json.loads(protocol.stdin[0]) == {"username": "ccg", "password": password}
+
+
+def test_one_shell_serves_every_operation():
+    client, protocol = winrm_client({"result": {
+        "distinguished_name": "DC=contoso,DC=com", "dns_name": "contoso.com", "dns_tree_name": "contoso.com",
+        "netbios_name": "CONTOSO", "sid": "S-1-5-21-1-2-3", "guid": "244818ae-87ca-4fcd-92ec-e79e5252348a",
+    }})
+    facts = client.domain_facts()
+    assert facts == DomainFacts("DC=contoso,DC=com", "contoso.com", "contoso.com", "CONTOSO", "S-1-5-21-1-2-3", "244818ae-87ca-4fcd-92ec-e79e5252348a")
+    client.domain_facts()
+    assert protocol.shells_opened == 1
+    assert len(protocol.commands) == 2
+
+
+def test_encode_command_is_utf16le_base64():
+    assert base64.b64decode(encode_command("Get-Date")) == "Get-Date".encode("utf-16-le")

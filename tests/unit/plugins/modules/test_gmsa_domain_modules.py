@@ -1,0 +1,372 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The logic of the domain modules against an in-memory directory (the transports have their own tests).
+
+``FakeDirectory`` implements the DomainClient contract the way both transports do; the contract suite under
+tests/integration checks the real transports against the lab DC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import uuid
+from unittest import mock
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+    AuthenticationFailed,
+    DomainClient,
+    DomainConnectionError,
+    DomainFacts,
+    DomainUser,
+    GmsaAccount,
+    KdsRootKey,
+    Principal,
+)
+from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_account, gmsa_domain_info, gmsa_identity, gmsa_kds_root_key
+
+DOMAIN_SID = "S-1-5-21-1004336348-1177238915-682003330"
+FACTS = DomainFacts("DC=contoso,DC=com", "contoso.com", "contoso.com", "CONTOSO", DOMAIN_SID, "244818ae-87ca-4fcd-92ec-e79e5252348a")
+CONNECTION = dict(domain_server="dc01.contoso.com", domain_username="CONTOSO\\admin", domain_password="admin-secret")
+IDENTITY_PASSWORD = "Identity-Secret-1"  # nosec - test data
+
+
+class FakeDirectory(DomainClient):
+    """An in-memory domain: principals, gMSAs, KDS keys and users; ``writes`` lists every change made."""
+
+    def __init__(self, kds_keys: int = 1) -> None:
+        super().__init__("dc01.contoso.com", float("inf"))
+        self._next_rid = 1200
+        self.principals = {}
+        self.gmsas: dict[str, GmsaAccount] = {}
+        self.users: dict[str, DomainUser] = {}
+        self.passwords: dict[str, str] = {}
+        self.writes: list[tuple] = []
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.keys = [KdsRootKey(str(uuid.uuid4()), now, now - datetime.timedelta(hours=11)) for _key in range(kds_keys)]
+        for name in ("web-hosts", "Administrator"):
+            self._add_principal(name, "CN=Users")
+
+    def _add_principal(self, name: str, container: str) -> Principal:
+        self._next_rid += 1
+        principal = Principal(f"{DOMAIN_SID}-{self._next_rid}", f"CN={name},{container},DC=contoso,DC=com", name)
+        self.principals[name.lower()] = principal
+        return principal
+
+    def close(self) -> None:
+        pass
+
+    def domain_facts(self) -> DomainFacts:
+        return FACTS
+
+    def find_gmsas(self, names):
+        return {name.lower(): self.gmsas[name.lower()] for name in names if name.lower() in self.gmsas}
+
+    def create_gmsa(self, name, container, password_interval_days, settings):
+        principal = self._add_principal(f"{name}$", container.split(",DC=")[0])
+        account = GmsaAccount(name, f"{name}$", f"CN={name},{container}", principal.sid, str(uuid.uuid4()), password_interval_days, settings)
+        self.gmsas[name.lower()] = account
+        self.writes.append(("create_gmsa", name))
+        return account
+
+    def update_gmsa(self, account, settings):
+        self.gmsas[account.name.lower()] = dataclasses.replace(account, settings=settings)
+        self.writes.append(("update_gmsa", account.name))
+        return self.gmsas[account.name.lower()]
+
+    def delete_gmsa(self, account):
+        del self.gmsas[account.name.lower()]
+        self.writes.append(("delete_gmsa", account.name))
+
+    def resolve_principals(self, identities):
+        resolved = {}
+        for identity in identities:
+            for principal in self.principals.values():
+                if identity.lower() in (principal.sid.lower(), principal.distinguished_name.lower(), principal.sam_account_name.lower()):
+                    resolved[identity] = principal
+        return resolved
+
+    def kds_root_keys(self):
+        return list(self.keys)
+
+    def create_kds_root_key(self, effective_time):
+        key = KdsRootKey(str(uuid.uuid4()), datetime.datetime.now(datetime.timezone.utc), effective_time)
+        self.keys.append(key)
+        self.writes.append(("create_kds_root_key",))
+        return key
+
+    def find_user(self, name):
+        return self.users.get(name.lower())
+
+    def create_user(self, name, container, password, description, enabled, password_never_expires):
+        principal = self._add_principal(name, container.split(",DC=")[0])
+        user = DomainUser(name, principal.distinguished_name, principal.sid, enabled, password_never_expires, description)
+        self.users[name.lower()] = user
+        self.passwords[name.lower()] = password
+        self.writes.append(("create_user", name))
+        return user
+
+    def update_user(self, user, *, description, enabled, password_never_expires, password):
+        if password is not None:
+            self.passwords[user.name.lower()] = password
+        self.users[user.name.lower()] = dataclasses.replace(user, description=description, enabled=enabled, password_never_expires=password_never_expires)
+        self.writes.append(("update_user", user.name, password is not None))
+        return self.users[user.name.lower()]
+
+    def delete_user(self, user):
+        del self.users[user.name.lower()]
+        self.writes.append(("delete_user", user.name))
+
+    def set_group_members(self, group_dn, add, remove):
+        for name, user in self.users.items():
+            groups = [group for group in user.groups if group != group_dn or user.distinguished_name not in remove]
+            if user.distinguished_name in add:
+                groups.append(group_dn)
+            self.users[name] = dataclasses.replace(user, groups=tuple(groups))
+        self.writes.append(("set_group_members", group_dn, tuple(add), tuple(remove)))
+
+    def credentials_valid(self, username, password):
+        return self.passwords.get(username.lower()) == password
+
+    def read_managed_password(self, account, username, password):
+        if not self.credentials_valid(username, password):
+            raise AuthenticationFailed(f"{self.server}: the domain refused the password of {username}")
+        user = self.users[username.lower()]
+        return b"blob" if user.sid in account.settings.password_readers else None
+
+
+@pytest.fixture
+def directory():
+    return FakeDirectory()
+
+
+@pytest.fixture
+def run(capsys):
+    """Run a module's main() with ``args`` against ``directory``; return its JSON result."""
+
+    def run_module(module, args, directory, check_mode=False, diff=False):
+        module_args = dict(CONNECTION, **args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+        with patch_module_args(module_args), mock.patch.object(module, "open_domain_client", return_value=directory), pytest.raises(SystemExit):
+            module.main()
+        return json.loads(capsys.readouterr().out)
+
+    return run_module
+
+
+# --- gmsa_account ----------------------------------------------------------------------------------------------
+
+class TestGmsaAccount:
+    def test_creates_with_the_defaults_then_changes_nothing(self, run, directory):
+        args = dict(accounts=[dict(name="WebApp01", allowed_to_retrieve_password=dict(set=["web-hosts"]))])
+        first = run(gmsa_account, args, directory)
+        assert first["changed"] is True
+        account = first["accounts"][0]
+        assert account["dns_hostname"] == "WebApp01.contoso.com"
+        assert account["spns"] == ["host/WebApp01", "host/WebApp01.contoso.com"]
+        assert account["kerberos_encryption_types"] == ["aes128", "aes256"]
+        assert account["password_interval_days"] == 30
+        assert account["allowed_to_retrieve_password"] == [directory.principals["web-hosts"].sid]
+        assert account["sid"].startswith(DOMAIN_SID + "-") and account["sid"] != DOMAIN_SID
+        assert account["distinguished_name"] == "CN=WebApp01,CN=Managed Service Accounts,DC=contoso,DC=com"
+        second = run(gmsa_account, args, directory)
+        assert second["changed"] is False
+        assert directory.writes == [("create_gmsa", "WebApp01")]
+
+    def test_many_accounts_in_one_task(self, run, directory):
+        result = run(gmsa_account, dict(accounts=[dict(name=f"app{index:02}") for index in range(50)]), directory)
+        assert result["changed"] is True
+        assert len(directory.gmsas) == 50
+
+    def test_check_mode_changes_nothing_and_predicts(self, run, directory):
+        result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")]), directory, check_mode=True)
+        assert result["changed"] is True
+        assert result["accounts"][0]["sid"] is None
+        assert result["accounts"][0]["spns"] == ["host/WebApp01", "host/WebApp01.contoso.com"]
+        assert directory.writes == []
+
+    def test_list_options_update_and_diff(self, run, directory):
+        run(gmsa_account, dict(accounts=[dict(name="WebApp01")]), directory)
+        result = run(gmsa_account, dict(accounts=[dict(
+            name="webapp01",
+            spn=dict(add=["HTTP/web.contoso.com"], remove=["HOST/WEBAPP01"]),
+            kerberos_encryption_types=dict(remove=["aes128"]),
+            allowed_to_retrieve_password=dict(add=["Administrator"]),
+            description="web",
+        )]), directory, diff=True)
+        assert result["changed"] is True
+        account = result["accounts"][0]
+        assert account["spns"] == ["host/WebApp01.contoso.com", "HTTP/web.contoso.com"]
+        assert account["kerberos_encryption_types"] == ["aes256"]
+        assert result["diff"]["before"]["WebApp01"]["description"] is None
+        assert result["diff"]["after"]["WebApp01"]["description"] == "web"
+        assert directory.writes[-1] == ("update_gmsa", "WebApp01")
+
+    def test_absent_deletes_once(self, run, directory):
+        run(gmsa_account, dict(accounts=[dict(name="WebApp01")]), directory)
+        assert run(gmsa_account, dict(accounts=[dict(name="WebApp01", state="absent")]), directory)["changed"] is True
+        assert run(gmsa_account, dict(accounts=[dict(name="WebApp01", state="absent")]), directory)["changed"] is False
+        assert not directory.gmsas
+
+    @pytest.mark.parametrize(
+        "account, message",
+        [
+            (dict(name="ThisNameIsTooLong"), "accounts[1].name: 'ThisNameIsTooLong' is 17 characters"),
+            (dict(name="web*app"), "accounts[1].name: 'web*app' contains '*'"),
+            (dict(name="x", spn=dict(add=["not an spn"])), "accounts[1].spn.add[0]"),
+            (dict(name="x", spn=dict(set=["HTTP/bad_host!"])), "accounts[1].spn.set[0]"),
+            (dict(name="x", dns_hostname="bad..name"), "accounts[1].dns_hostname"),
+            (
+                dict(name="x", allowed_to_retrieve_password=dict(add=["nobody"])),
+                "accounts[1].allowed_to_retrieve_password.add[0]: no user, group or computer 'nobody'",
+            ),
+            (dict(name="ok"), "accounts[1].name: 'ok' is also accounts[0]"),
+        ],
+    )
+    def test_bad_input_fails_before_any_change(self, run, directory, account, message):
+        result = run(gmsa_account, dict(accounts=[dict(name="ok"), account]), directory)
+        assert result["failed"] is True
+        assert message in result["msg"]
+        assert directory.writes == []
+
+    def test_changing_the_password_interval_is_refused_unless_recreate(self, run, directory):
+        run(gmsa_account, dict(accounts=[dict(name="WebApp01", password_interval_days=30)]), directory)
+        sid = directory.gmsas["webapp01"].sid
+        refused = run(gmsa_account, dict(accounts=[dict(name="Other"), dict(name="WebApp01", password_interval_days=7)]), directory)
+        assert refused["failed"] is True
+        assert "accounts[1].password_interval_days" in refused["msg"] and "recreate" in refused["msg"]
+        assert "other" not in directory.gmsas
+        recreated = run(gmsa_account, dict(accounts=[dict(name="WebApp01", password_interval_days=7, recreate=True)]), directory)
+        assert recreated["changed"] is True
+        assert recreated["accounts"][0]["password_interval_days"] == 7
+        assert recreated["accounts"][0]["sid"] != sid
+
+    def test_no_kds_root_key_fails_before_creating(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")]), directory)
+        assert result["failed"] is True
+        assert "no KDS root key" in result["msg"] and "gmsa_kds_root_key" in result["msg"]
+        assert directory.writes == []
+
+    def test_unreachable_dc_names_the_server(self, run, directory):
+        with mock.patch.object(directory, "domain_facts", side_effect=DomainConnectionError("cannot reach domain controller ldap://dc01.contoso.com:389")):
+            result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")]), directory)
+        assert result["failed"] is True
+        assert "dc01.contoso.com" in result["msg"]
+
+
+# --- gmsa_kds_root_key -----------------------------------------------------------------------------------------
+
+class TestKdsRootKey:
+    def test_existing_usable_key_is_reported(self, run, directory):
+        result = run(gmsa_kds_root_key, {}, directory)
+        assert result["changed"] is False
+        assert result["usable"] is True
+        assert result["key_id"] == directory.keys[0].key_id
+
+    def test_lab_mode_backdates_so_the_key_is_usable_now(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        result = run(gmsa_kds_root_key, dict(lab_mode=True), directory)
+        assert result["changed"] is True and result["usable"] is True
+        assert run(gmsa_kds_root_key, dict(lab_mode=True), directory)["changed"] is False
+
+    def test_production_key_reports_when_usable_and_warns(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        with mock.patch.object(gmsa_kds_root_key.AnsibleModule, "warn") as warn:
+            result = run(gmsa_kds_root_key, {}, directory)
+        assert result["changed"] is True and result["usable"] is False
+        usable_from = datetime.datetime.fromisoformat(result["usable_from"]) - datetime.datetime.fromisoformat(result["effective_time"])
+        assert usable_from == datetime.timedelta(hours=10)
+        assert "10 hours" in warn.call_args.args[0]
+
+    def test_absent_key_and_creation_not_allowed_fails(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        result = run(gmsa_kds_root_key, dict(create=False), directory)
+        assert result["failed"] is True
+        assert "no KDS root key" in result["msg"] and "create is false" in result["msg"]
+        assert directory.writes == []
+
+    def test_check_mode(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        assert run(gmsa_kds_root_key, {}, directory, check_mode=True)["changed"] is True
+        assert directory.writes == []
+
+
+# --- gmsa_identity ---------------------------------------------------------------------------------------------
+
+class TestIdentity:
+    ARGS = dict(name="ccg", password=IDENTITY_PASSWORD, groups=dict(add=["web-hosts"]))
+
+    def test_creates_joins_and_is_idempotent(self, run, directory):
+        first = run(gmsa_identity, self.ARGS, directory)
+        assert first["changed"] is True and first["password_changed"] is True
+        assert first["groups"] == [directory.principals["web-hosts"].distinguished_name]
+        assert first["password_never_expires"] is True
+        assert run(gmsa_identity, dict(self.ARGS, update_password="always"), directory)["changed"] is False
+
+    def test_update_password_always_sets_a_different_password(self, run, directory):
+        run(gmsa_identity, self.ARGS, directory)
+        assert run(gmsa_identity, dict(self.ARGS, password="Other-Secret-2"), directory)["changed"] is False
+        result = run(gmsa_identity, dict(self.ARGS, password="Other-Secret-2", update_password="always"), directory)
+        assert result["changed"] is True and result["password_changed"] is True
+        assert directory.passwords["ccg"] == "Other-Secret-2"
+
+    def test_password_never_appears_in_the_output(self, run, directory):
+        result = run(gmsa_identity, self.ARGS, directory, diff=True)
+        assert IDENTITY_PASSWORD not in json.dumps(result)
+        assert result["diff"]["after"]["password"] == "(changed)"
+
+    def test_creation_needs_a_password(self, run, directory):
+        result = run(gmsa_identity, dict(name="ccg"), directory)
+        assert result["failed"] is True and result["msg"].startswith("password:")
+
+    def test_unknown_group_names_its_field(self, run, directory):
+        result = run(gmsa_identity, dict(self.ARGS, groups=dict(add=["web-hosts", "no-such-group"])), directory)
+        assert result["failed"] is True
+        assert result["msg"].startswith("groups.add[1]: no group 'no-such-group'")
+        assert directory.writes == []
+
+    def test_set_leaves_other_groups_and_absent_deletes(self, run, directory):
+        run(gmsa_identity, self.ARGS, directory)
+        result = run(gmsa_identity, dict(name="ccg", groups=dict(set=[])), directory)
+        assert result["changed"] is True and result["groups"] == []
+        assert run(gmsa_identity, dict(name="ccg", state="absent"), directory)["changed"] is True
+        assert "ccg" not in directory.users
+
+
+# --- gmsa_domain_info ------------------------------------------------------------------------------------------
+
+class TestDomainInfo:
+    def test_facts_in_the_shape_credspecs_take(self, run, directory):
+        result = run(gmsa_domain_info, {}, directory)
+        assert result["changed"] is False
+        assert result["domain"] == dict(
+            distinguished_name="DC=contoso,DC=com", dns_name="contoso.com", dns_tree_name="contoso.com",
+            netbios_name="CONTOSO", sid=DOMAIN_SID, guid="244818ae-87ca-4fcd-92ec-e79e5252348a",
+        )
+        assert result["kds_root_keys"][0]["usable"] is True
+
+    def test_accounts_and_retrieval_chain(self, run, directory):
+        run(gmsa_identity, dict(name="ccg", password=IDENTITY_PASSWORD), directory)
+        run(gmsa_account, dict(accounts=[dict(name="Readable", allowed_to_retrieve_password=dict(set=["ccg"])), dict(name="Closed")]), directory)
+        check = dict(username="ccg", password=IDENTITY_PASSWORD, accounts=["Readable", "Closed", "Missing"], kerberos_ticket=False)
+        result = run(gmsa_domain_info, dict(accounts=["Readable", "Missing"], check_retrieval=check), directory)
+        assert [account["exists"] for account in result["accounts"]] == [True, False]
+        readable, closed, missing = result["retrieval"]
+        assert readable["ok"] and readable["password_readable"]
+        assert closed["identity_authenticated"] and not closed["password_readable"] and "may not retrieve" in closed["detail"]
+        assert not missing["ok"] and "does not exist" in missing["detail"]
+        assert result["retrieval_ok"] is False
+        assert IDENTITY_PASSWORD not in json.dumps(result)
+
+    def test_wrong_identity_password(self, run, directory):
+        run(gmsa_identity, dict(name="ccg", password=IDENTITY_PASSWORD), directory)
+        run(gmsa_account, dict(accounts=[dict(name="Readable", allowed_to_retrieve_password=dict(set=["ccg"]))]), directory)
+        check = dict(username="ccg", password="wrong", accounts=["Readable"])
+        result = run(gmsa_domain_info, dict(check_retrieval=check), directory)
+        assert result["retrieval"][0]["identity_authenticated"] is False
+        assert "cannot authenticate" in result["retrieval"][0]["detail"]
