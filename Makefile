@@ -10,7 +10,7 @@ PIP_STAMP := $(VENV)/.deps-installed
 # Tools from the virtual environment first (ansible-lint warns when it has to fix PATH itself).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps sanity units lint changelog-lint build test clean
+.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration test clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,12 +19,12 @@ $(PY):
 	"$$(hack/find-python.sh)" -m venv $(VENV)
 
 $(PIP_STAMP): $(PY) requirements.txt tests/requirements-dev.txt
+	hack/system-deps.sh
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r tests/requirements-dev.txt
 	touch $@
 
 deps: $(PIP_STAMP) ## create the virtual environment with the pinned toolchain
-	@hack/system-deps.sh
 	@# ansible-test --venv downloads get-pip.py from a host CI cannot reach; it uses a cached copy first.
 	@pip_version=$$($(PY) -c 'import types; from ansible_test._internal.python_requirements import get_venv_packages; \
 		print(get_venv_packages(types.SimpleNamespace(version="3"))["pip"])'); \
@@ -47,7 +47,25 @@ changelog-lint: deps ## antsibull-changelog lint
 build: deps ## build the collection tarball, install it and render every plugin's docs
 	hack/build-check.sh $(BIN)
 
-test: sanity units lint changelog-lint build ## everything CI runs
+LAB := $(PY) -m tests.lab.labctl
+
+lab-deps: deps ## install Samba 4.22 (as root) and build the lab's Go binaries once per version
+	hack/install-samba.sh
+	$(PY) -m tests.lab.build
+
+lab-up: lab-deps ## start the lab (Samba AD DC + Kubernetes control plane); reuses what already runs
+	$(LAB) up
+
+lab-down: ## stop the lab (state and build caches stay for a fast next start)
+	$(LAB) down
+
+lab-status: ## show what of the lab runs (no secrets)
+	$(LAB) status
+
+integration: lab-up ## integration tests against the lab's real servers
+	$(PY) -m pytest tests/integration -q -rs
+
+test: sanity units lint changelog-lint build integration ## everything CI runs (leaves the lab up: make lab-down)
 
 clean: ## remove build output (keeps the virtual environment)
 	rm -rf build tests/output

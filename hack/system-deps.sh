@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the checks need (shellcheck for ansible-test's shell sanity test).
+# Install the Debian packages the toolchain needs: shellcheck (ansible-test's shell sanity test) and the
+# Kerberos headers the pinned gssapi/krb5 Python packages build against (pyspnego's Kerberos provider).
 # Runs apt only when something is missing; says what to install when it cannot (not root).
 set -euo pipefail
 
 missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v krb5-config >/dev/null || missing+=(libkrb5-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,7 +1,8 @@
-"""Make the checkout importable as ``ansible_collections.wincontainers.gmsa`` for plain pytest runs.
+"""Make the checkout importable for plain pytest runs.
 
-ansible-test needs the collection at ``.../ansible_collections/wincontainers/gmsa``; a git checkout is
-usually not there, so pytest gets a symlinked tree under ``.cache/`` instead.
+As ``ansible_collections.wincontainers.gmsa``: ansible-test needs the collection at
+``.../ansible_collections/wincontainers/gmsa``; a git checkout is usually not there, so pytest gets a
+symlinked tree under ``.cache/`` instead. As ``tests.lab``: the lab harness and its pytest plugins.
 """
 
 import os
@@ -22,6 +23,6 @@ def _collections_root():
     return tree
 
 
-_TREE = _collections_root()
-if _TREE not in sys.path:
-    sys.path.insert(0, _TREE)
+for _path in (_collections_root(), _ROOT):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)

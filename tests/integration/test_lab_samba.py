@@ -32,7 +32,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descr
     sid_from_bytes,
 )
 
-pytest_plugins = ["lab.pytest_samba"]
+pytest_plugins = ("tests.lab.pytest_samba",)
 
 NO_SUCH_OBJECT = 32
 WORKSTATION_TRUST_ACCOUNT = 0x1000

@@ -3,7 +3,7 @@
 Each tool set is a small Go module under tests/lab/go/<name>/ whose go.mod pins the upstream release;
 the version recorded there names the cache directory, so bumping a pin builds anew and nothing else does.
 
-    python tests/lab/build.py            # build what is missing, print where everything is
+    python -m tests.lab.build            # build what is missing, print where everything is
 """
 
 import os
@@ -14,11 +14,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from tests.lab import cache_root
+
 GO_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "go")
 
 
 class BuildError(Exception):
     """A binary could not be built; the message says which and why."""
+
+
+class ToolNotPinned(BuildError):
+    """No Go module of ours pins the tool, so it cannot be built.
+
+    This is the windows-gmsa webhook's state on machines whose Go module proxy refuses
+    github.com/kubernetes-sigs/windows-gmsa/admission-webhook (see docs/limits.md).
+    """
 
 
 @dataclass(frozen=True)
@@ -58,11 +68,6 @@ TOOLS = (
 )
 
 
-def cache_root():
-    """Where binaries live: $WGMSA_CACHE or ~/.cache/wincontainers-gmsa."""
-    return os.environ.get("WGMSA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "wincontainers-gmsa")
-
-
 def module_dir(tool):
     return os.path.join(GO_MODULES_DIR, tool.name)
 
@@ -73,7 +78,7 @@ def pinned_version(tool):
         with open(os.path.join(module_dir(tool), "go.mod"), encoding="utf-8") as go_mod:
             match = re.search(r"^\s*(?:require\s+)?%s\s+(\S+)" % re.escape(tool.upstream), go_mod.read(), re.MULTILINE)
     except FileNotFoundError as error:
-        raise BuildError("no Go module for %s: %s" % (tool.name, error)) from error
+        raise ToolNotPinned("no Go module pins %s: %s/go.mod is missing" % (tool.upstream, os.path.relpath(module_dir(tool)))) from error
     if not match:
         raise BuildError("%s/go.mod does not require %s" % (module_dir(tool), tool.upstream))
     return match.group(1)
@@ -118,10 +123,13 @@ def ensure_tool(tool, log=print):
 
 
 def ensure_all(log=print):
-    """Build whatever is missing; return {binary name: path} for every lab binary."""
+    """Build whatever is missing; return {binary name: path} for every lab binary that is pinned."""
     paths = {}
     for tool in TOOLS:
-        paths.update(ensure_tool(tool, log))
+        try:
+            paths.update(ensure_tool(tool, log))
+        except ToolNotPinned as error:
+            log("not built: %s" % error)
     return paths
 
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import time
 
-from tests.lab import build
+from tests.lab import build, default_state_dir
 
 CLUSTER_NAME = "wgmsa"
 # Pod IPs come from this range; tests/lab/webhook.py owns the ones it serves inside a network namespace
@@ -58,10 +58,6 @@ NODES = (
 
 class LabError(Exception):
     """The cluster could not be brought up or down; the message says why."""
-
-
-def default_state_dir():
-    return os.environ.get("WGMSA_LAB_DIR") or os.path.join(build.cache_root(), "lab")
 
 
 def kubeconfig_path(state_dir):

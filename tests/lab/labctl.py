@@ -1,20 +1,16 @@
 """Bring the whole lab up or down: the Samba AD DC and the Kubernetes control plane (with served webhooks).
 
-    python tests/lab/labctl.py up|down|status [--only ad|kube] [--state-dir DIR]
+    python -m tests.lab.labctl up|down|status [--only ad|kube] [--state-dir DIR]   (from the repository root;
+    `make lab-up`, `make lab-down`, `make lab-status` do the same)
 
 State lives in $WGMSA_LAB_DIR (default ~/.cache/wincontainers-gmsa/lab). Secrets are never printed.
 """
 
 import argparse
-import os
 import sys
 import time
 
-if __package__ in (None, ""):
-    # Run as a file: make the repository root importable, as `python -m tests.lab.labctl` does.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from tests.lab import kube, samba, webhook  # noqa: E402 pylint: disable=wrong-import-position
+from tests.lab import default_state_dir, kube, samba, webhook
 
 # What the status table shows of each half; anything else (passwords included) stays out.
 SHOWN = {
@@ -53,7 +49,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--only", choices=tuple(HALVES))
-    parser.add_argument("--state-dir", default=kube.default_state_dir())
+    parser.add_argument("--state-dir", default=default_state_dir())
     args = parser.parse_args(argv)
     halves = [args.only] if args.only else list(HALVES)
     for half in halves:

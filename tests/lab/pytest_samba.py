@@ -1,13 +1,11 @@
 """pytest plugin: the lab's Samba AD DC as the session fixture ``samba_dc``.
 
-Enable it with ``pytest_plugins = ["lab.pytest_samba"]`` (``tests/`` is on ``sys.path`` through its conftest).
+Enable it with ``pytest_plugins = ("tests.lab.pytest_samba",)``.
 The DC is left running after the session so the next one starts in under a second; stop it with
 ``python -m tests.lab.samba down``.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 
@@ -21,6 +19,6 @@ def samba_dc() -> dict:
     A DC that cannot start is an error of every test using it, never a skip: the lab is part of the test bed.
     """
     try:
-        return samba.up(os.environ.get("WGMSA_LAB_DIR", samba.DEFAULT_STATE_DIR))
+        return samba.up()
     except samba.LabError as error:
         pytest.fail(f"the lab domain controller did not start: {error}", pytrace=False)

@@ -12,7 +12,7 @@ Paths inside the provisioned tree are absolute, so pristine/ is always restored 
 Nothing outside the state directory is changed; the DC only listens on loopback. Samba's ports are fixed,
 so one lab DC runs on a machine at a time: starting and stopping is serialized by a machine-wide lock file.
 
-Usage: ``python -m tests.lab.samba up|down|status`` from the repository root (run ``scripts/install-samba.sh``
+Usage: ``python -m tests.lab.samba up|down|status`` from the repository root (run ``hack/install-samba.sh``
 first, as root).
 """
 
@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-DEFAULT_STATE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "wincontainers-gmsa", "lab")
+from tests.lab import default_state_dir
 
 HOST = "127.0.0.1"
 LDAP_PORT = 389
@@ -81,14 +81,14 @@ class _Paths:
         self.log_file = os.path.join(self.live, "log", "samba.log")
 
 
-def up(state_dir: str = DEFAULT_STATE_DIR) -> dict:
+def up(state_dir: str | None = None) -> dict:
     """Make sure the lab DC runs and return how to reach it (see :func:`_connection_info`).
 
     A running DC that serves this lab's domain is reused as is. Otherwise the live tree is restored from the
     pristine copy (provisioned on first use) and Samba is started, so every fresh start begins with a clean
     domain.
     """
-    paths = _Paths(state_dir)
+    paths = _Paths(state_dir or default_state_dir())
     with _machine_lock():
         pid = _running_pid(paths)
         if pid is not None and not _serves_domain(_base_dn(_read_config(paths))):
@@ -103,18 +103,18 @@ def up(state_dir: str = DEFAULT_STATE_DIR) -> dict:
         return _connection_info(paths, _read_config(paths))
 
 
-def down(state_dir: str = DEFAULT_STATE_DIR) -> None:
+def down(state_dir: str | None = None) -> None:
     """Stop the lab DC if it runs. The pristine copy stays, so the next :func:`up` takes seconds."""
-    paths = _Paths(state_dir)
+    paths = _Paths(state_dir or default_state_dir())
     with _machine_lock():
         pid = _running_pid(paths)
         if pid is not None:
             _stop(pid)
 
 
-def status(state_dir: str = DEFAULT_STATE_DIR) -> dict:
+def status(state_dir: str | None = None) -> dict:
     """Describe the lab DC without changing anything; the admin password is left out."""
-    paths = _Paths(state_dir)
+    paths = _Paths(state_dir or default_state_dir())
     pid = _running_pid(paths)
     result = {"state_dir": paths.root, "provisioned": os.path.isdir(paths.pristine), "running": pid is not None, "pid": pid}
     if os.path.isfile(paths.config):
@@ -419,7 +419,7 @@ def _run(command: list, timeout: int, secret: str | None = None) -> None:
     try:
         completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError as error:
-        raise LabError(f"{command[0]} is not installed; run scripts/install-samba.sh as root") from error
+        raise LabError(f"{command[0]} is not installed; run hack/install-samba.sh as root") from error
     except subprocess.TimeoutExpired as error:
         raise LabError(f"{command[0]} {command[1]} did not finish within {timeout} s") from error
     if completed.returncode != 0:
@@ -432,7 +432,7 @@ def _run(command: list, timeout: int, secret: str | None = None) -> None:
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.lab.samba", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("up", "down", "status"))
-    parser.add_argument("--state-dir", default=os.environ.get("WGMSA_LAB_DIR", DEFAULT_STATE_DIR))
+    parser.add_argument("--state-dir", default=default_state_dir())
     arguments = parser.parse_args(argv)
     try:
         if arguments.action == "down":
