@@ -116,7 +116,11 @@ class Cluster:
         try:
             k8s_client = get_api_client(module=module)
         except CoreException as error:
-            raise ApiError(f"cannot configure the Kubernetes client: {error}") from error
+            raise ApiError(f"cannot configure the Kubernetes client: {error}") from None
+        except (Urllib3Error, OSError) as error:
+            # The client asks the server for its version as it is created.
+            host = module.params.get("host") or "the configured host"
+            raise ApiError(f"cannot reach the Kubernetes API server at {host}: {error}") from None
         self._client = k8s_client.client
         self.host = k8s_client.configuration.host
 

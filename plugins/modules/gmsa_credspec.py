@@ -38,8 +38,8 @@ options:
     default: present
   domain:
     description:
-      - Facts of the gMSAs' domain, for example the result of the domain C(_info) module. Used by every entry of
-        O(credspecs) that has no C(domain) of its own.
+      - Facts of the gMSAs' domain, for example the C(domain) result of M(wincontainers.gmsa.gmsa_domain_info). Used by
+        every entry of O(credspecs) that has no C(domain) of its own.
     type: dict
     suboptions: &domain
       dns_name:
@@ -62,6 +62,9 @@ options:
         description: objectGUID of the domain.
         type: str
         required: true
+      distinguished_name:
+        description: Not used. Accepted so that the C(domain) result of M(wincontainers.gmsa.gmsa_domain_info) can be passed as it is.
+        type: str
   identity:
     description:
       - The portable identity stored in each entry's identity Secret. Used by every entry of O(credspecs) that has
@@ -312,6 +315,7 @@ DOMAIN_SPEC = dict(
     netbios_name=dict(type="str", required=True),
     sid=dict(type="str", required=True),
     guid=dict(type="str", required=True),
+    distinguished_name=dict(type="str"),
 )
 IDENTITY_SPEC = dict(
     username=dict(type="str", required=True),
