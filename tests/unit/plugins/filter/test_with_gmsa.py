@@ -53,7 +53,10 @@ def test_container_level_wiring_touches_only_named_containers():
     "manifest, path",
     [
         ({"kind": "Pod", "spec": {"containers": []}}, ("spec",)),
-        ({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}}, ("spec", "jobTemplate", "spec", "template", "spec")),
+        (
+            {"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}},
+            ("spec", "jobTemplate", "spec", "template", "spec"),
+        ),
         ({"spec": {"containers": []}}, ("spec",)),
         ({"containers": []}, ()),
     ],
