@@ -1,0 +1,211 @@
+# Copyright: Contributors to the wincontainers.gmsa collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""One contract for both domain transports, run against the lab's Samba AD DC.
+
+``ldap`` talks to the DC for real. ``winrm`` drives the real pywinrm against ``wsman_endpoint`` on loopback:
+real HTTPS (and HTTP with message encryption), a real NTLM handshake, real SOAP envelopes; the endpoint
+answers each PowerShell script by carrying out the same operation on the lab DC. No PowerShell runs on this
+machine, so for ``winrm`` this suite proves the transport and the contract, not the PowerShell itself (see
+wsman_endpoint's docstring).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+    AuthenticationFailed,
+    DomainConnectionError,
+    DomainError,
+    GmsaSettings,
+    open_domain_client,
+)
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._gmsa_password import request_ticket
+
+# The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
+pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
+
+INJECTION_NAMES = ["a'b", "x$(y)", "b`c", "s;t", "*)(cn=*", 'q"r']
+
+
+@pytest.fixture(params=["ldap", "winrm"])
+def params(request, ldap_params) -> dict:
+    return ldap_params if request.param == "ldap" else request.getfixturevalue("winrm_params")
+
+
+@pytest.fixture
+def client(params):
+    with open_domain_client(params) as domain_client:
+        yield domain_client
+
+
+@pytest.fixture
+def unique_name(request) -> str:
+    """A fresh account name per test and transport (at most 15 characters)."""
+    transport = "w" if "winrm" in request.node.callspec.id else "l"
+    return f"ct{transport}{secrets.token_hex(4)}"
+
+
+def settings(name: str, **overrides) -> GmsaSettings:
+    # AD refuses an SPN another account holds: every account gets its own.
+    values = dict(dns_host_name=f"{name}.example.test", spns=(f"host/{name}",), password_readers=(), encryption_types=0x18, description=None, enabled=True)
+    values.update(overrides)
+    return GmsaSettings(**values)
+
+
+def test_domain_facts(client, samba_dc):
+    facts = client.domain_facts()
+    assert facts.dns_name == samba_dc["dns_domain"]
+    assert facts.dns_tree_name == samba_dc["dns_domain"]
+    assert facts.netbios_name == samba_dc["netbios_name"]
+    assert facts.distinguished_name.lower() == samba_dc["base_dn"].lower()
+    assert facts.sid.startswith("S-1-5-21-") and facts.sid.count("-") == 6
+
+
+def test_gmsa_lifecycle(client, unique_name):
+    facts = client.domain_facts()
+    admins = client.resolve_principals(["Domain Admins"])["Domain Admins"]
+    container = f"CN=Managed Service Accounts,{facts.distinguished_name}"
+    created = client.create_gmsa(unique_name, container, 30, settings(unique_name, password_readers=(admins.sid,)))
+    assert created.sam_account_name == f"{unique_name}$"
+    assert created.settings == settings(unique_name, password_readers=(admins.sid,))
+    assert created.sid.startswith(facts.sid + "-")
+    assert client.find_gmsas([unique_name.upper(), "nosuchaccount"]) == {unique_name.lower(): created}
+
+    spns = (f"host/{unique_name}", f"HTTP/{unique_name}.example.test")
+    desired = settings(unique_name, spns=spns, password_readers=(), encryption_types=0x10, description="contract", enabled=False)
+    updated = client.update_gmsa(created, desired)
+    assert updated.settings == desired
+    assert updated.sid == created.sid and updated.password_interval_days == 30
+    cleared = client.update_gmsa(updated, settings(unique_name, spns=(), description=None))
+    assert cleared.settings.spns == () and cleared.settings.description is None
+
+    client.delete_gmsa(cleared)
+    assert client.find_gmsas([unique_name]) == {}
+
+
+def test_principals_by_name_sid_and_dn(client):
+    facts = client.domain_facts()
+    admins = client.resolve_principals(["Domain Admins"])["Domain Admins"]
+    assert admins.sid == f"{facts.sid}-512"
+    by_other_forms = client.resolve_principals([admins.sid, admins.distinguished_name, "S-1-5-32-544", "nobody-here"])
+    assert by_other_forms[admins.sid] == admins
+    assert by_other_forms[admins.distinguished_name] == admins
+    assert by_other_forms["S-1-5-32-544"].sam_account_name == "Administrators"
+    assert "nobody-here" not in by_other_forms
+
+
+@pytest.mark.parametrize("name", INJECTION_NAMES)
+def test_injection_attempts_stay_data(client, name):
+    # A filter or script built from these would match everything or run code; as data they match nothing.
+    assert client.resolve_principals([name]) == {}
+    assert client.find_gmsas([name]) == {}
+    assert client.find_user(name) is None
+
+
+def test_kds_root_keys(client):
+    keys = client.kds_root_keys()
+    assert keys, "provisioning creates a root key"
+    effective = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - datetime.timedelta(hours=10)
+    key = client.create_kds_root_key(effective)
+    assert abs((key.effective_time - effective).total_seconds()) < 1
+    assert key.key_id in {existing.key_id for existing in client.kds_root_keys()}
+
+
+def test_identity_lifecycle_and_retrieval_chain(client, unique_name):
+    facts = client.domain_facts()
+    password = f"Aa1-{secrets.token_urlsafe(12)}"
+    user = client.create_user(unique_name, f"CN=Users,{facts.distinguished_name}", password, "contract identity", True, True)
+    assert user.enabled and user.password_never_expires and user.description == "contract identity"
+    assert client.credentials_valid(unique_name, password) is True
+    assert client.credentials_valid(unique_name, password + "x") is False
+
+    guests = client.resolve_principals(["Domain Guests"])["Domain Guests"]
+    client.set_group_members(guests.distinguished_name, add=[user.distinguished_name], remove=[])
+    assert client.find_user(unique_name).groups == (guests.distinguished_name,)
+
+    account_name = f"{unique_name}g"
+    container = f"CN=Managed Service Accounts,{facts.distinguished_name}"
+    account = client.create_gmsa(account_name, container, 30, settings(account_name, password_readers=(user.sid,)))
+    blob = client.read_managed_password(account, unique_name, password)
+    assert blob and len(blob) > 256
+    if shutil.which("kinit"):
+        ticket = request_ticket(_run, account_name, facts.dns_name.upper(), facts.dns_name, blob)
+        assert ticket.status == "ok", ticket.detail
+    with pytest.raises(AuthenticationFailed):
+        client.read_managed_password(account, unique_name, "wrong-password")
+
+    new_password = f"Bb2-{secrets.token_urlsafe(12)}"
+    updated = client.update_user(user, description=None, enabled=True, password_never_expires=False, password=new_password)
+    assert updated.description is None and not updated.password_never_expires
+    assert client.credentials_valid(unique_name, new_password) is True
+
+    closed = client.update_gmsa(account, settings(account_name, password_readers=()))
+    assert client.read_managed_password(closed, unique_name, new_password) is None
+
+    client.set_group_members(guests.distinguished_name, add=[], remove=[user.distinguished_name])
+    client.delete_gmsa(closed)
+    client.delete_user(client.find_user(unique_name))
+    assert client.find_user(unique_name) is None
+
+
+def _run(command):
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+def test_failed_write_leaves_nothing_behind(client, unique_name):
+    facts = client.domain_facts()
+    with pytest.raises(DomainError) as raised:
+        client.create_gmsa(unique_name, f"OU=NoSuchOU,{facts.distinguished_name}", 30, settings(unique_name))
+    assert unique_name in str(raised.value) or "NoSuchOU" in str(raised.value)
+    assert client.find_gmsas([unique_name]) == {}
+
+
+def test_wrong_password_is_refused_naming_the_server(params):
+    with pytest.raises(AuthenticationFailed) as raised:
+        with open_domain_client(dict(params, domain_password="wrong-password")) as domain_client:
+            domain_client.domain_facts()
+    assert "127.0.0.1" in str(raised.value)
+    assert "wrong-password" not in str(raised.value)
+
+
+def test_unreachable_server_names_the_server(params):
+    closed_port = 9  # discard: nothing listens there on loopback
+    with pytest.raises(DomainConnectionError) as raised:
+        with open_domain_client(dict(params, domain_port=closed_port, domain_timeout=10)) as domain_client:
+            domain_client.domain_facts()
+    assert f"127.0.0.1:{closed_port}" in str(raised.value)
+
+
+class TestWinRMVariants:
+    """Settings of the winrm transport beyond the HTTPS + NTLM default of the contract runs."""
+
+    def test_http_with_message_encryption(self, http_endpoint, winrm_params, samba_dc):
+        params = dict(winrm_params, domain_tls="none", domain_port=http_endpoint.port, domain_ca_cert=None)
+        with open_domain_client(params) as domain_client:
+            assert domain_client.domain_facts().netbios_name == samba_dc["netbios_name"]
+
+    def test_basic_over_https(self, winrm_params, samba_dc):
+        params = dict(winrm_params, domain_auth="basic", domain_username=winrm_params["domain_username"].split("\\")[1])
+        with open_domain_client(params) as domain_client:
+            assert domain_client.domain_facts().netbios_name == samba_dc["netbios_name"]
+
+    def test_untrusted_certificate_is_refused(self, winrm_params):
+        with pytest.raises(DomainConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            with open_domain_client(dict(winrm_params, domain_ca_cert=None)) as domain_client:
+                domain_client.domain_facts()
+
+    def test_one_shell_and_few_requests_per_run(self, https_endpoint, winrm_params):
+        before = https_endpoint.requests
+        with open_domain_client(winrm_params) as domain_client:
+            domain_client.domain_facts()
+            domain_client.kds_root_keys()
+        # NTLM handshake (3) + Create + 2 x (Command, Send, Receive, Signal) + Delete
+        assert https_endpoint.requests - before <= 14
