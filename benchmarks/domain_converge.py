@@ -108,8 +108,8 @@ def main() -> None:
         results = [measure(connection, size) for size in arguments.sizes]
     print(f"domain role on the lab DC, transport {arguments.transport}")
     print(f"{'accounts':>8}  {'first run':>10}  {'changed':>7}  {'rerun':>8}  {'changed':>7}")
-    for result in results:
-        print(f"{result['accounts']:>8}  {result['first_run_s']:>9.2f}s  {result['first_changed']:>7}  {result['rerun_s']:>7.2f}s  {result['rerun_changed']:>7}")
+    for row in results:
+        print(f"{row['accounts']:>8}  {row['first_run_s']:>9.2f}s  {row['first_changed']:>7}  {row['rerun_s']:>7.2f}s  {row['rerun_changed']:>7}")
     print(json.dumps(results))
 
 
