@@ -17,6 +17,8 @@ description:
   - Does what C(Add-AksHciGMSACredentialSpec) and C(Remove-AksHciGMSACredentialSpec) do, for any conformant
     cluster and for many gMSAs at once. Unchanged objects cost nothing, because a rerun lists each kind once and
     writes nothing.
+  - What an entry no longer asks for is removed, if this collection created it. That covers RoleBindings in
+    namespaces that are no longer listed, and identity Secrets that no credspec uses any more.
   - Writes are server-side apply with the field manager C(wincontainers.gmsa). Check mode is a server-side dry
     run. C(--diff) hides Secret values.
   - All input is validated before anything is changed, with errors that name the option (for example
@@ -300,7 +302,7 @@ import re
 import tempfile
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, build_credspec, to_json
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import MANAGED_BY, MANAGED_BY_LABEL, ApiError, Cluster, cluster_module
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import MANAGED_BY, MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s_apply import Conflict, Reconciler, is_managed
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
@@ -519,21 +521,39 @@ def write_json(module, path, credspec):
     return True
 
 
+def _secret_references(credspec):
+    """The identity Secrets (``namespace/name``) a live credspec created by this collection says it uses."""
+    if not is_managed(credspec):
+        return set()
+    return set(filter(None, (credspec["metadata"].get("annotations") or {}).get(SECRETS_ANNOTATION, "").split(",")))
+
+
+def _prune(reconciler, plan, bindings, previous_secrets, keep_namespaces, secrets_in_use):
+    """Delete what ``plan``'s credspec had and no longer needs: RoleBindings outside ``keep_namespaces``, unused Secrets."""
+    for binding in bindings:
+        labels = binding["metadata"].get("labels") or {}
+        if labels.get("app.kubernetes.io/instance") == plan["name"] and binding["metadata"]["namespace"] not in keep_namespaces:
+            reconciler.delete(binding)
+    for reference in sorted(previous_secrets - secrets_in_use):
+        namespace, secret = reference.split("/", 1)
+        reconciler.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace, "labels": _labels("gmsa-identity")}})
+
+
 def ensure_present(module, cluster, reconciler, plans):
     desired = [obj for plan in plans for obj in manifests(plan)]
     if cluster.get("CustomResourceDefinition", "gmsacredentialspecs.windows.k8s.io") is None:
         if not module.check_mode:
             raise Conflict("the GMSACredentialSpec CRD (gmsacredentialspecs.windows.k8s.io) is not installed; install it with wincontainers.gmsa.gmsa_webhook")
         module.warn("the GMSACredentialSpec CRD is not installed; check mode predicts the credspecs from their manifests")
-    reconciler.prefetch("GMSACredentialSpec")
+    credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
     reconciler.prefetch("ClusterRole")
-    reconciler.prefetch("RoleBinding")
+    bindings = reconciler.prefetch("RoleBinding")
     for secret_name in sorted({obj["metadata"]["name"] for obj in desired if obj["kind"] == "Secret"}):
         reconciler.prefetch("Secret", field_selector=f"metadata.name={secret_name}", expect=[obj for obj in desired if obj["kind"] == "Secret"])
 
     if not module.params["overwrite"]:
         conflicts = [
-            f"{obj['kind']} {obj['metadata'].get('namespace', '') + '/' if obj['metadata'].get('namespace') else ''}{obj['metadata']['name']} {reason}"
+            f"{object_ref(obj)} {reason}"
             for obj in desired
             for reason in [_conflict(reconciler.live(obj), obj)]
             if reason
@@ -543,6 +563,14 @@ def ensure_present(module, cluster, reconciler, plans):
 
     for obj in desired:
         reconciler.apply(obj)
+    # What an entry no longer names (a namespace dropped, a Secret renamed) goes, unless another credspec uses it.
+    planned = {plan["name"] for plan in plans}
+    in_use = {ref for name, item in credspecs.items() if name not in planned for ref in _secret_references(item)}
+    in_use |= {f"{namespace}/{secret}" for plan in plans for namespace, secret in plan["secrets"]}
+    for plan in plans:
+        namespaces = {account["namespace"] for account in plan["service_accounts"]}
+        _prune(reconciler, plan, bindings, _secret_references(credspecs.get(plan["name"])), namespaces, in_use)
+
     files_changed = [plan["json_path"] for plan in plans if plan["json_path"] and write_json(module, plan["json_path"], plan["credspec"])]
     return [
         {
@@ -557,29 +585,15 @@ def ensure_present(module, cluster, reconciler, plans):
 
 
 def ensure_absent(module, cluster, reconciler, plans):
-    credspecs = reconciler.prefetch("GMSACredentialSpec")
+    credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
     removed = {plan["name"] for plan in plans}
-    still_used = {
-        reference
-        for item in credspecs
-        if item["metadata"]["name"] not in removed and is_managed(item)
-        for reference in (item["metadata"].get("annotations") or {}).get(SECRETS_ANNOTATION, "").split(",")
-        if reference
-    }
+    in_use = {ref for name, item in credspecs.items() if name not in removed for ref in _secret_references(item)}
     bindings = cluster.list("RoleBinding", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
     results = []
     files_changed = []
     for plan in plans:
-        live = reconciler.live({"kind": "GMSACredentialSpec", "metadata": {"name": plan["name"]}})
-        references = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(SECRETS_ANNOTATION, "")
-        for binding in bindings:
-            if binding["roleRef"]["name"] == plan["role_name"] and (binding["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == plan["name"]:
-                reconciler.delete(binding)
+        _prune(reconciler, plan, bindings, _secret_references(credspecs.get(plan["name"])), set(), in_use)
         reconciler.delete({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": plan["role_name"]}})
-        for reference in filter(None, references.split(",")):
-            if reference not in still_used:
-                namespace, secret = reference.split("/", 1)
-                reconciler.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace}})
         reconciler.delete({"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": {"name": plan["name"]}})
         if plan["json_path"] and os.path.exists(plan["json_path"]):
             files_changed.append(plan["json_path"])

@@ -1,0 +1,501 @@
+"""gmsa_webhook and gmsa_credspec against the lab: a real API server and the real windows-gmsa webhook.
+
+The modules run through ansible-playbook, as users run them; nothing is mocked. The lab harness
+(tests/lab/webhook.py) plays kubelet for the webhook Deployment the module creates: it runs the real binary
+with the Secret and ServiceAccount the module made, at the Service's endpoint IPs.
+
+The tests run in order. The first ones need only the API server, the next ones the CRD. Those that need the
+webhook to answer admission run only where the real webhook binary can be built, and are skipped with the
+reason otherwise: without the harness, nothing may be registered that the API server would call, since pod IPs
+it does not own are routed off this machine. The lab is shared with other suites, so comparisons of object
+lists look at what this suite could have touched.
+
+    python -m pytest tests/integration/test_cluster_gmsa.py -v -rs     # from the repository root, as root
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+import ansible_collections.wincontainers.gmsa as collection
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._webhook_manifests import crd
+from tests.lab import build, kube, webhook
+
+pytest_plugins = ("tests.lab.pytest_kube",)
+
+NAME = "itest-gmsa-webhook"
+NAMESPACE = "itest-gmsa-system"
+APPS = "itest-gmsa-apps"
+CRD_KEY = ("CustomResourceDefinition", None, "gmsacredentialspecs.windows.k8s.io")
+DOMAIN = {
+    "dns_name": "itest.example",
+    "netbios_name": "ITEST",
+    "sid": "S-1-5-21-1004336348-1177238915-682003330",
+    "guid": "6a9b4c9a-4fbe-4b2c-8b0b-0f2c2c2b2d4e",
+}
+PASSWORD = "Itest-Portable-Pa55w0rd!"
+IDENTITY = {"username": "itest-portable", "password": PASSWORD}
+ROTATED = dict(IDENTITY, password="Itest-Rotated-Pa55w0rd!")
+ITEST_APP = {
+    "account_name": "ItestApp",
+    "service_accounts": [{"name": "allowed", "namespace": APPS}],
+    "identity_secret": {"name": "itest-identity"},
+    "host_account_config": {"plugin_guid": "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}", "plugin_input": "ns=${secret_namespace};name=${secret_name}"},
+}
+ITEST_OTHER = {"account_name": "ItestOther$", "name": "itest-other", "service_accounts": [{"name": "other", "namespace": APPS}]}
+WEBHOOK = {"name": NAME, "namespace": NAMESPACE, "wait_timeout": 120}
+SNAPSHOT_KINDS = (
+    "namespaces,customresourcedefinitions,clusterroles,clusterrolebindings,mutatingwebhookconfigurations,"
+    "validatingwebhookconfigurations,serviceaccounts,secrets,services,deployments,poddisruptionbudgets,rolebindings"
+)
+COLLECTIONS_PATH = os.path.dirname(os.path.dirname(os.path.dirname(collection.__path__[0])))
+
+
+class Play:
+    """One ansible-playbook run: each task's result (json callback) or the raw output."""
+
+    def __init__(self, process, results):
+        self.rc = process.returncode
+        self.output = process.stdout + process.stderr
+        self.results = results
+
+    @property
+    def result(self):
+        return self.results[-1]
+
+
+def run_play(lab, tasks, *options, callback="ansible.posix.json"):
+    playbook = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {"group/wincontainers.gmsa.cluster": {"kubeconfig": lab["kubeconfig"]}},
+            "tasks": tasks,
+        }
+    ]
+    path = os.path.join(lab["state_dir"], "itest-playbook-%d.yml" % threading.get_ident())
+    with open(path, "w", encoding="utf-8") as playbook_file:
+        yaml.safe_dump(playbook, playbook_file)
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH,
+        ANSIBLE_STDOUT_CALLBACK=callback,
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_LOCALHOST_WARNING="false",
+    )
+    process = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", path, *options],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    results = []
+    if callback == "ansible.posix.json" and process.stdout.strip():
+        results = [task["hosts"]["localhost"] for task in json.loads(process.stdout)["plays"][0]["tasks"]]
+    return Play(process, results)
+
+
+def webhook_task(**options):
+    return {"wincontainers.gmsa.gmsa_webhook": dict(WEBHOOK, **options)}
+
+
+def credspec_task(credspecs, **options):
+    return {"wincontainers.gmsa.gmsa_credspec": dict({"domain": DOMAIN, "credspecs": credspecs}, **options)}
+
+
+def kubectl(lab, *args, stdin=None):
+    return kube.kubectl(lab["state_dir"], lab["binaries"], *args, stdin=stdin)
+
+
+def kubectl_json(lab, *args):
+    return json.loads(kubectl(lab, *args, "-o", "json"))
+
+
+def snapshot(lab):
+    """Every object of the kinds this suite writes: {(kind, namespace, name): uid}."""
+    items = kubectl_json(lab, "get", SNAPSHOT_KINDS, "--all-namespaces")["items"]
+    if any(key == CRD_KEY for key in ((item["kind"], None, item["metadata"]["name"]) for item in items)):
+        items += kubectl_json(lab, "get", "gmsacredentialspecs")["items"]
+    return {(item["kind"], item["metadata"].get("namespace"), item["metadata"]["name"]): item["metadata"]["uid"] for item in items}
+
+
+def ours(keys):
+    """The objects among ``keys`` that this suite creates: everything named itest, in itest namespaces, and the CRD."""
+    return {key for key in keys if "itest" in (key[1] or "") + key[2] or key == CRD_KEY}
+
+
+def our_snapshot(lab):
+    """What :func:`snapshot` holds of this suite's objects; other suites share the lab and change theirs meanwhile."""
+    objects = snapshot(lab)
+    return {key: objects[key] for key in ours(objects)}
+
+
+def real_webhook_missing():
+    """Why the real webhook binary cannot run here, or None when it can."""
+    try:
+        build.ensure_tool(next(tool for tool in build.TOOLS if tool.name == "webhook"))
+    except build.ToolNotPinned as error:
+        return str(error)
+    return None
+
+
+def may_use(lab, account, credspec):
+    command = [lab["binaries"]["kubectl"], "--kubeconfig", lab["kubeconfig"], "auth", "can-i", "use", "gmsacredentialspecs.windows.k8s.io/" + credspec,
+               "-n", APPS, "--as", "system:serviceaccount:%s:%s" % (APPS, account), "--quiet"]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+def dry_run_pod(lab, account, credspec):
+    """Create a gMSA pod as a server-side dry run: (the pod as admitted, None) or (None, why it was refused)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "itest-probe", "namespace": APPS},
+        "spec": {
+            "serviceAccountName": account,
+            "nodeSelector": {"kubernetes.io/os": "windows"},
+            "securityContext": {"windowsOptions": {"gmsaCredentialSpecName": credspec}},
+            "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/servercore/iis:windowsservercore-ltsc2022"}],
+        },
+    }
+    try:
+        return json.loads(kubectl(lab, "create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(pod))), None
+    except kube.LabError as error:
+        return None, str(error)
+
+
+@pytest.fixture(name="lab", scope="module")
+def fixture_lab(kube_lab):
+    before = snapshot(kube_lab)
+    kubectl(kube_lab, "create", "namespace", APPS)
+    for account in ("allowed", "other", "nobody"):
+        kubectl(kube_lab, "create", "serviceaccount", "-n", APPS, account)
+    yield dict(kube_lab, before=before)
+    # Whatever a failed test left: remove it, so the shared lab is not wedged by a failurePolicy Fail webhook.
+    run_play(kube_lab, [credspec_task([ITEST_APP, ITEST_OTHER], state="absent")])
+    run_play(kube_lab, [webhook_task(state="absent")])
+    webhook.stop(kube_lab, NAMESPACE, NAME)
+    command = [kube_lab["binaries"]["kubectl"], "--kubeconfig", kube_lab["kubeconfig"], "delete", "namespace", APPS, "--ignore-not-found", "--wait"]
+    subprocess.run(command, capture_output=True, check=False)
+    if CRD_KEY not in before and not kubectl_json(kube_lab, "get", "gmsacredentialspecs")["items"]:
+        kubectl(kube_lab, "delete", "crd", CRD_KEY[2], "--ignore-not-found")
+
+
+# --- the API server only ----------------------------------------------------------------------------------
+
+
+def test_check_mode_of_a_first_install_predicts_everything_and_writes_nothing(lab):
+    before = our_snapshot(lab)
+    play = run_play(lab, [webhook_task()], "--check")
+    assert play.rc == 0, play.output
+    assert play.result["changed"] and play.result["ready_replicas"] == 0
+    assert {entry["action"] for entry in play.result["objects"] if "CustomResourceDefinition" not in entry["object"]} == {"created"}
+    # Objects in the namespace the run would create cannot be dry-run yet: predicted, and said so.
+    assert any("check mode could not validate Deployment %s/%s" % (NAMESPACE, NAME) in warning for warning in play.result["warnings"])
+    assert our_snapshot(lab) == before
+
+
+def test_invalid_input_is_refused_before_anything_changes(lab):
+    before = our_snapshot(lab)
+    play = run_play(lab, [webhook_task(name="Bad_Name")])
+    assert play.rc != 0 and "name: 'Bad_Name' is not a lowercase RFC 1123 label" in play.result["msg"]
+    play = run_play(lab, [credspec_task([dict(ITEST_APP, host_account_config={"plugin_guid": "{123}", "plugin_input": "x"})])])
+    assert play.rc != 0 and "credspecs[0].host_account_config.plugin_guid: '{123}' is not a GUID" in play.result["msg"]
+    play = run_play(lab, [credspec_task([dict(ITEST_APP, name="Itest.App")])])
+    assert play.rc != 0 and "credspecs[0].name: 'Itest.App' is not a lowercase RFC 1123 subdomain" in play.result["msg"]
+    assert our_snapshot(lab) == before
+
+
+def test_unreachable_api_server_is_reported(lab):
+    play = run_play(lab, [webhook_task(host="https://127.0.0.1:9")])
+    assert play.rc != 0
+    assert "cannot reach the Kubernetes API server at https://127.0.0.1:9" in play.result["msg"]
+
+
+def test_forbidden_by_rbac_is_reported_and_the_token_never_shown(lab):
+    token = kubectl(lab, "create", "token", "-n", APPS, "nobody").strip()
+    play = run_play(lab, [webhook_task(kubeconfig=None, host=lab["server"], api_key=token, ca_cert=lab["ca_file"])])
+    assert play.rc != 0
+    assert "forbidden by RBAC" in play.result["msg"] and "system:serviceaccount:%s:nobody" % APPS in play.result["msg"]
+    assert token not in play.output
+
+
+def test_webhook_that_never_becomes_ready_times_out_naming_it(lab):
+    options = {"name": "itest-never-ready", "namespace": "itest-never-ready", "node_selector": {"itest/no-such-node": "true"}, "wait_timeout": 5}
+    play = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": options}])
+    try:
+        assert play.rc != 0
+        assert "Deployment itest-never-ready/itest-never-ready not ready after 5 s: " in play.result["msg"]
+        # Admission was never pointed at a webhook that is not running.
+        assert "WebhookConfiguration" not in json.dumps(play.result["objects"])
+    finally:
+        removal = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+        assert removal.rc == 0, removal.output
+        kubectl(lab, "wait", "--for=delete", "namespace/itest-never-ready", "--timeout=60s")
+
+
+# --- credspecs: the API server and the CRD ---------------------------------------------------------------
+
+
+@pytest.fixture(name="gmsa_crd", scope="module")
+def fixture_gmsa_crd(lab):
+    """The CRD as gmsa_webhook builds it, without registering a webhook (which may not be servable here)."""
+    kubectl(lab, "apply", "--server-side", "--field-manager=itest", "-f", "-", stdin=json.dumps(crd()))
+    kubectl(lab, "wait", "--for=condition=Established", "crd/" + CRD_KEY[2], "--timeout=60s")
+
+
+@pytest.mark.usefixtures("gmsa_crd")
+def test_credspec_check_mode_predicts_and_writes_nothing(lab):
+    before = our_snapshot(lab)
+    play = run_play(lab, [credspec_task([ITEST_APP], identity=IDENTITY)], "--check")
+    assert play.rc == 0, play.output
+    assert play.result["changed"]
+    assert {entry["action"] for entry in play.result["objects"]} == {"created"}
+    assert our_snapshot(lab) == before
+
+
+@pytest.mark.usefixtures("gmsa_crd")
+def test_credspecs_are_created_in_one_task_and_a_rerun_changes_nothing(lab, tmp_path):
+    json_path = str(tmp_path / "itestapp.json")
+    entries = [dict(ITEST_APP, json_path=json_path), ITEST_OTHER]
+    play = run_play(lab, [credspec_task(entries, identity=IDENTITY)])
+    assert play.rc == 0, play.output
+    # Two credspecs, each with its ClusterRole, RoleBinding and identity Secret.
+    assert [entry["action"] for entry in play.result["objects"]] == ["created"] * 8
+    credspec = kubectl_json(lab, "get", "gmsacredentialspec", "itestapp")["credspec"]
+    assert credspec["ActiveDirectoryConfig"]["HostAccountConfig"]["PluginInput"] == "ns=%s;name=itest-identity" % APPS
+    assert credspec["DomainJoinConfig"]["Sid"] == DOMAIN["sid"] and credspec["DomainJoinConfig"]["MachineAccountName"] == "ItestApp"
+    with open(json_path, encoding="utf-8") as written:
+        assert json.load(written) == credspec
+    role = kubectl_json(lab, "get", "clusterrole", "gmsa-use-itestapp")
+    assert role["rules"] == [{"apiGroups": ["windows.k8s.io"], "resources": ["gmsacredentialspecs"], "verbs": ["use"], "resourceNames": ["itestapp"]}]
+    secret = kubectl_json(lab, "get", "secret", "-n", APPS, "itest-identity")["data"]
+    assert {key: base64.b64decode(value).decode() for key, value in secret.items()} == {
+        "domain": DOMAIN["dns_name"],
+        "username": IDENTITY["username"],
+        "password": PASSWORD,
+    }
+    rerun = run_play(lab, [credspec_task(entries, identity=IDENTITY)])
+    assert rerun.rc == 0, rerun.output
+    assert not rerun.result["changed"]
+
+
+@pytest.mark.usefixtures("gmsa_crd")
+def test_use_is_granted_through_the_bindings_only(lab):
+    assert may_use(lab, "allowed", "itestapp")
+    assert not may_use(lab, "other", "itestapp")
+    assert may_use(lab, "other", "itest-other")
+    assert not may_use(lab, "allowed", "itest-other")
+
+
+@pytest.mark.usefixtures("gmsa_crd")
+def test_changed_identity_needs_overwrite_and_its_diff_hides_the_password(lab):
+    refused = run_play(lab, [credspec_task([ITEST_APP], identity=ROTATED)])
+    assert refused.rc != 0
+    assert "Secret %s/itest-identity exists with a different identity" % APPS in refused.result["msg"]
+    assert refused.result["objects"] == []
+    play = run_play(lab, [credspec_task([ITEST_APP], identity=ROTATED, overwrite=True)], "--diff", "-vvv", callback="default")
+    assert play.rc == 0, play.output
+    assert '"password": "<hidden, changed>"' in play.output
+    for password in (PASSWORD, ROTATED["password"]):
+        assert password not in play.output
+        assert base64.b64encode(password.encode()).decode() not in play.output
+
+
+@pytest.mark.usefixtures("gmsa_crd")
+def test_credspec_the_collection_did_not_create_is_neither_taken_over_nor_removed(lab):
+    foreign = {
+        "apiVersion": "windows.k8s.io/v1",
+        "kind": "GMSACredentialSpec",
+        "metadata": {"name": "itest-foreign"},
+        "credspec": {"CmsPlugins": ["ActiveDirectory"]},
+    }
+    kubectl(lab, "create", "-f", "-", stdin=json.dumps(foreign))
+    entry = {"account_name": "ItestForeign", "name": "itest-foreign"}
+    try:
+        play = run_play(lab, [credspec_task([entry])])
+        assert play.rc != 0
+        assert "GMSACredentialSpec itest-foreign exists and was not created by this collection" in play.result["msg"]
+        removal = run_play(lab, [credspec_task([entry], state="absent")])
+        assert removal.rc == 0 and not removal.result["changed"], removal.output
+        assert kubectl_json(lab, "get", "gmsacredentialspec", "itest-foreign")["credspec"] == foreign["credspec"]
+    finally:
+        kubectl(lab, "delete", "gmsacredentialspec", "itest-foreign")
+
+
+@pytest.mark.usefixtures("gmsa_crd")
+def test_removing_one_credspec_keeps_the_secret_another_still_uses(lab):
+    shared = dict(ITEST_OTHER, identity_secret={"name": "itest-identity", "namespaces": [APPS]})
+    setup = run_play(lab, [credspec_task([ITEST_APP, shared], identity=ROTATED)])
+    assert setup.rc == 0, setup.output
+    play = run_play(lab, [credspec_task([ITEST_APP], state="absent")])
+    assert play.rc == 0, play.output
+    assert [entry["object"] for entry in play.result["objects"]] == [
+        "RoleBinding %s/gmsa-use-itestapp" % APPS,
+        "ClusterRole gmsa-use-itestapp",
+        "GMSACredentialSpec itestapp",
+    ]
+    kubectl(lab, "get", "secret", "-n", APPS, "itest-identity")
+
+
+@pytest.mark.usefixtures("gmsa_crd")
+def test_credspec_removal_leaves_the_cluster_as_before(lab):
+    before = our_snapshot(lab)
+    created = run_play(lab, [credspec_task([ITEST_APP], identity=ROTATED)])
+    assert created.rc == 0, created.output
+    removal = run_play(lab, [credspec_task([ITEST_APP, ITEST_OTHER], state="absent")])
+    assert removal.rc == 0, removal.output
+    after = our_snapshot(lab)
+    # The shared Secret went with its last user; nothing else of ours is left or was removed.
+    other = {("Secret", APPS, "itest-identity"), ("GMSACredentialSpec", None, "itest-other"), ("ClusterRole", None, "gmsa-use-itest-other")}
+    assert set(after) == set(before) - other - {("RoleBinding", APPS, "gmsa-use-itest-other")}
+
+
+# --- the real webhook -------------------------------------------------------------------------------------
+
+
+def install_and_serve(lab, **options):
+    """Run the install while the harness starts the real webhook for the Deployment it creates."""
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(play=run_play(lab, [webhook_task(**options)])))
+    started = time.monotonic()
+    runner.start()
+    deadline = time.monotonic() + 60
+    while runner.is_alive() and time.monotonic() < deadline:
+        try:
+            kubectl(lab, "get", "deployment", "-n", NAMESPACE, NAME)
+            break
+        except kube.LabError:
+            time.sleep(0.5)
+    served = webhook.serve(lab, NAMESPACE, NAME)
+    runner.join()
+    return outcome["play"], served, time.monotonic() - started
+
+
+@pytest.fixture(name="installed", scope="module")
+def fixture_installed(lab):
+    missing = real_webhook_missing()
+    if missing:
+        pytest.skip("not verifiable here: the real windows-gmsa webhook cannot be built on this machine (%s)" % missing)
+    play, served, seconds = install_and_serve(lab)
+    print("\nwebhook install to Available and admitting: %.1f s" % seconds)
+    return {"play": play, "served": served, "seconds": seconds}
+
+
+def test_install_becomes_available_and_answers_admission(installed):
+    play = installed["play"]
+    assert play.rc == 0, play.output
+    result = play.result
+    assert result["changed"]
+    assert result["ready_replicas"] == 2
+    assert result["image"] == "registry.k8s.io/gmsa-webhook/k8s-gmsa-webhook:v0.13.0"
+    assert result["admission"] == "the webhook refused a pod naming a missing credspec"
+    assert result["certificate"]["renewed"]
+    assert {entry["action"] for entry in result["objects"] if "CustomResourceDefinition" not in entry["object"]} == {"created"}
+
+
+def test_install_created_least_privilege_rbac_and_an_opted_out_namespace(lab, installed):
+    role = kubectl_json(lab, "get", "clusterrole", NAME)
+    assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"get", "create"}
+    assert kubectl_json(lab, "get", "namespace", NAMESPACE)["metadata"]["labels"]["windows.k8s.io/disabled"] == "true"
+    managers = {entry["manager"] for entry in kubectl_json(lab, "get", "deployment", "-n", NAMESPACE, NAME)["metadata"]["managedFields"]}
+    assert "wincontainers.gmsa" in managers
+
+
+def test_rerun_changes_nothing(lab, installed):
+    play = run_play(lab, [webhook_task()])
+    assert play.rc == 0, play.output
+    assert not play.result["changed"]
+    assert {entry["action"] for entry in play.result["objects"]} == {"unchanged"}
+
+
+def test_check_mode_reports_the_change_and_writes_nothing(lab, installed):
+    before = kubectl_json(lab, "get", "deployment", "-n", NAMESPACE, NAME)
+    play = run_play(lab, [webhook_task(replicas=3, log_level="debug")], "--check", "--diff")
+    assert play.rc == 0, play.output
+    assert {"object": "Deployment %s/%s" % (NAMESPACE, NAME), "action": "updated"} in play.result["objects"]
+    after = kubectl_json(lab, "get", "deployment", "-n", NAMESPACE, NAME)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_diff_of_a_certificate_renewal_hides_the_keys(lab, installed):
+    play = run_play(lab, [webhook_task(tls={"validity_days": 1, "renew_before_days": 2})], "--check", "--diff", "-vvv", callback="default")
+    assert play.rc == 0, play.output
+    assert '"tls.key": "<hidden, changed>"' in play.output
+    assert "PRIVATE KEY" not in play.output
+    for secret in (NAME + "-tls", NAME + "-ca"):
+        assert kubectl_json(lab, "get", "secret", "-n", NAMESPACE, secret)["data"]["tls.key"] not in play.output
+
+
+def test_authorized_pod_is_admitted_with_the_objects_credspec(lab, installed):
+    assert run_play(lab, [credspec_task([ITEST_APP], identity=IDENTITY, overwrite=True)]).rc == 0
+    pod, error = dry_run_pod(lab, "allowed", "itestapp")
+    assert error is None
+    credspec = kubectl_json(lab, "get", "gmsacredentialspec", "itestapp")["credspec"]
+    assert json.loads(pod["spec"]["securityContext"]["windowsOptions"]["gmsaCredentialSpec"]) == credspec
+
+
+def test_other_service_account_is_refused(lab, installed):
+    _pod, error = dry_run_pod(lab, "other", "itestapp")
+    assert "is not authorized to `use` GMSA cred spec" in error
+
+
+def test_missing_credspec_is_refused(lab, installed):
+    _pod, error = dry_run_pod(lab, "allowed", "no-such-credspec")
+    assert "cred spec no-such-credspec does not exist" in error
+
+
+def _ca_bundle(lab):
+    return kubectl_json(lab, "get", "validatingwebhookconfiguration", NAME)["webhooks"][0]["clientConfig"]["caBundle"]
+
+
+def test_certificate_renewal_keeps_admission_working_without_a_new_ca_bundle(lab, installed):
+    bundle = _ca_bundle(lab)
+    old_cert = kubectl_json(lab, "get", "secret", "-n", NAMESPACE, NAME + "-tls")["data"]["tls.crt"]
+    renewal = run_play(lab, [webhook_task(tls={"validity_days": 1, "renew_before_days": 2}, wait=False)])
+    assert renewal.rc == 0, renewal.output
+    assert renewal.result["certificate"]["renewed"] and "renewal window" in renewal.result["certificate"]["reason"]
+    assert kubectl_json(lab, "get", "secret", "-n", NAMESPACE, NAME + "-tls")["data"]["tls.crt"] != old_cert
+    assert _ca_bundle(lab) == bundle
+    # The harness copies the Secret into the running pod's files, as the kubelet does; --cert-reload does the rest.
+    webhook.serve(lab, NAMESPACE, NAME)
+    verify = run_play(lab, [webhook_task(tls={"validity_days": 1, "renew_before_days": 1})])
+    assert verify.rc == 0, verify.output
+    assert verify.result["admission"] == "the webhook refused a pod naming a missing credspec"
+    pod, error = dry_run_pod(lab, "allowed", "itestapp")
+    assert error is None and pod
+
+
+def test_reinstall_and_upgrade_keep_credspecs(lab, installed):
+    uid = kubectl_json(lab, "get", "gmsacredentialspec", "itestapp")["metadata"]["uid"]
+    play = run_play(lab, [webhook_task(log_level="debug", timeout_seconds=15)])
+    assert play.rc == 0, play.output
+    assert {"object": "CustomResourceDefinition " + CRD_KEY[2], "action": "unchanged"} in play.result["objects"]
+    assert kubectl_json(lab, "get", "gmsacredentialspec", "itestapp")["metadata"]["uid"] == uid
+
+
+def test_crd_removal_is_refused_while_credspecs_exist(lab, installed):
+    play = run_play(lab, [webhook_task(state="absent", remove_crd=True)])
+    assert play.rc != 0
+    assert "refusing to delete CRD " + CRD_KEY[2] in play.result["msg"] and "itestapp" in play.result["msg"]
+    kubectl(lab, "get", "validatingwebhookconfiguration", NAME)
+
+
+def test_uninstall_leaves_the_cluster_as_before(lab, installed):
+    removal = run_play(lab, [credspec_task([ITEST_APP], state="absent")])
+    assert removal.rc == 0, removal.output
+    uninstall = run_play(lab, [webhook_task(state="absent", remove_crd=CRD_KEY not in lab["before"])])
+    assert uninstall.rc == 0, uninstall.output
+    webhook.stop(lab, NAMESPACE, NAME)
+    # The apps namespace and its service accounts are the suite's own, removed by the fixture.
+    leftovers = None
+    deadline = time.monotonic() + 60
+    while leftovers is None or (leftovers and time.monotonic() < deadline):
+        time.sleep(0 if leftovers is None else 1)  # namespaces terminate asynchronously
+        leftovers = {key for key in ours(snapshot(lab)) - ours(lab["before"]) if APPS not in (key[1], key[2])}
+    assert not leftovers
