@@ -239,6 +239,86 @@ def test_webhook_that_never_becomes_ready_times_out_naming_it(lab):
         kubectl(lab, "wait", "--for=delete", "namespace/itest-never-ready", "--timeout=60s")
 
 
+def _run(*command):
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def ready_endpoint_ips(lab, namespace, service, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        slices = kubectl_json(lab, "get", "endpointslices", "-n", namespace, "-l", "kubernetes.io/service-name=" + service)["items"]
+        endpoints = [endpoint for item in slices for endpoint in item.get("endpoints") or [] if endpoint["conditions"].get("ready")]
+        addresses = [address for endpoint in endpoints for address in endpoint["addresses"]]
+        if addresses:
+            return addresses
+        time.sleep(0.5)
+    raise AssertionError("no ready endpoints for %s/%s" % (namespace, service))
+
+
+class RefusingPods:
+    """A network namespace of the test owning the pod IPs, with nothing listening: every call is refused at once.
+
+    Without it the API server's calls to those IPs would leave the machine by the default route.
+    """
+
+    NETNS, HOST_VETH, POD_VETH, HOST_ADDRESS = "itest-gmsa-refuse", "itgh0", "itgp0", "10.244.255.253"
+
+    def __init__(self, addresses):
+        self.addresses = addresses
+
+    def __enter__(self):
+        _run("ip", "netns", "add", self.NETNS)
+        _run("ip", "link", "add", self.HOST_VETH, "type", "veth", "peer", "name", self.POD_VETH, "netns", self.NETNS)
+        _run("ip", "addr", "add", self.HOST_ADDRESS + "/32", "dev", self.HOST_VETH)
+        _run("ip", "link", "set", self.HOST_VETH, "up")
+        _run("ip", "-n", self.NETNS, "link", "set", self.POD_VETH, "up")
+        _run("ip", "-n", self.NETNS, "route", "add", self.HOST_ADDRESS + "/32", "dev", self.POD_VETH)
+        for address in self.addresses:
+            _run("ip", "-n", self.NETNS, "addr", "add", address + "/32", "dev", self.POD_VETH)
+            _run("ip", "route", "add", address + "/32", "dev", self.HOST_VETH, "src", self.HOST_ADDRESS)
+        return self
+
+    def __exit__(self, *exc_info):
+        # Deleting the namespace destroys the veth pair and with it the host routes through it.
+        subprocess.run(["ip", "netns", "del", self.NETNS], check=False, capture_output=True)
+
+
+def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
+    """Available pods that refuse every connection: admission is registered, the probe fails, the wait names it."""
+    name = "itest-refusing"
+    others = sorted(item["metadata"]["name"] for item in kubectl_json(lab, "get", "namespaces")["items"] if item["metadata"]["name"] != APPS)
+    # Only the suite's namespace is intercepted, so the shared lab's other pods never meet this webhook.
+    options = dict(name=name, namespace=name, wait_timeout=15, excluded_namespaces=others, probe_namespace=APPS)
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(play=run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": options}])))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                kubectl(lab, "get", "service", "-n", name, name)
+                break
+            except kube.LabError:
+                time.sleep(0.5)
+        with RefusingPods(ready_endpoint_ips(lab, name, name)):
+            runner.join()
+            play = outcome["play"]
+            assert play.rc != 0
+            message = play.result["msg"]
+            assert message.startswith("admission by webhook %s (Service %s/%s, probed in namespace %s) not ready after 15 s: " % (name, name, name, APPS))
+            assert "connection refused" in message
+            removal = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+            assert removal.rc == 0, removal.output
+            assert [entry["object"] for entry in removal.result["objects"][:2]] == [
+                "ValidatingWebhookConfiguration " + name,
+                "MutatingWebhookConfiguration " + name,
+            ]
+    finally:
+        runner.join()
+        run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+    kubectl(lab, "wait", "--for=delete", "namespace/" + name, "--timeout=60s")
+
+
 # --- credspecs: the API server and the CRD ---------------------------------------------------------------
 
 

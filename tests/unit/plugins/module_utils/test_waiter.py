@@ -1,0 +1,74 @@
+"""Unit tests for the waiter: what counts as ready, and timeouts that name what is not."""
+
+import pytest
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _waiter
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import ApiError
+
+
+def _deployment(generation=2, observed=2, replicas=2, updated=2, ready=2, available="True"):
+    conditions = [{"type": "Available", "status": available, "reason": "MinimumReplicasUnavailable", "message": "not enough"}]
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": observed, "updatedReplicas": updated, "readyReplicas": ready, "conditions": conditions},
+    }
+
+
+@pytest.mark.parametrize(
+    ("deployment", "ready", "detail"),
+    [
+        (None, False, "the Deployment does not exist"),
+        (_deployment(observed=1), False, "the Deployment controller has not yet seen the latest spec"),
+        (_deployment(updated=1), False, "1 of 2 replicas run the current pod template"),
+        (_deployment(ready=1, available="False"), False, "1 of 2 replicas ready, condition Available is not True (MinimumReplicasUnavailable: not enough)"),
+        (_deployment(), True, "2 of 2 replicas ready"),
+    ],
+)
+def test_deployment_status(deployment, ready, detail):
+    assert _waiter.deployment_status(deployment) == (ready, detail)
+
+
+class ProbeCluster:
+    def __init__(self, error=None):
+        self.error = error
+        self.created = []
+
+    def create(self, obj, dry_run=False):
+        assert dry_run, "the probe must never be stored"
+        self.created.append(obj)
+        if self.error:
+            raise self.error(obj["metadata"]["name"])
+        return obj
+
+
+def test_probe_refused_by_the_webhook_proves_admission():
+    def refusal(name):
+        return ApiError(f'creating Pod default/{name}: admission webhook "x" denied the request: cred spec {name} does not exist', 400)
+
+    cluster = ProbeCluster(refusal)
+    assert _waiter.admission_status(cluster, "default") == (True, "the webhook refused a pod naming a missing credspec")
+    assert cluster.created[0]["spec"]["securityContext"]["windowsOptions"]["gmsaCredentialSpecName"] == cluster.created[0]["metadata"]["name"]
+
+
+def test_unreachable_webhook_is_not_ready():
+    cluster = ProbeCluster(lambda name: ApiError('creating Pod default/x: Internal error occurred: failed calling webhook "x": connection refused', 500))
+    ready, detail = _waiter.admission_status(cluster, "default")
+    assert not ready and "connection refused" in detail
+
+
+def test_admitted_probe_means_the_webhook_is_not_called():
+    ready, detail = _waiter.admission_status(ProbeCluster(), "default")
+    assert not ready and "was admitted" in detail
+
+
+def test_rbac_refusing_the_probe_fails_at_once():
+    error = ApiError('creating Pod default/x: forbidden by RBAC: pods "x" is forbidden: User "u" cannot create resource "pods"', 403, "Forbidden")
+    with pytest.raises(ApiError, match="cannot create resource"):
+        _waiter.admission_status(ProbeCluster(lambda name: error), "default")
+
+
+def test_wait_for_returns_once_ready_and_times_out_naming_what():
+    answers = iter([(False, "0 of 2 replicas ready"), (True, "2 of 2 replicas ready")])
+    assert _waiter.wait_for(lambda: next(answers), "Deployment ns/web", timeout=10, sleep=lambda _seconds: None) == "2 of 2 replicas ready"
+    with pytest.raises(_waiter.WaitTimeout, match=r"^Deployment ns/web not ready after 0 s: 0 of 2 replicas ready$"):
+        _waiter.wait_for(lambda: (False, "0 of 2 replicas ready"), "Deployment ns/web", timeout=0, sleep=lambda _seconds: None)
