@@ -11,6 +11,7 @@ opt-out, cert-manager wiring). Where this differs from upstream it says why.
 from __future__ import annotations
 
 import base64
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ SERVICE_PORT = 443
 CONTAINER_PORT = 8443
 TLS_MOUNT = "/tls"
 NON_ROOT_UID = 65532
+DEFAULT_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
 
 _CREDSPEC_SCHEMA = {
     "type": "object",
@@ -82,7 +84,7 @@ class WebhookSettings:
     replicas: int = 2
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
-    resources: dict[str, Any] = field(default_factory=lambda: {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}})
+    resources: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
     log_level: str = "info"
     random_hostname: bool = False
     failure_policy: str = "Fail"

@@ -163,6 +163,8 @@ options:
   wait:
     description:
       - Wait until the Deployment is Available and the webhook answers admission requests. Not done in check mode.
+      - With V(false), a first install registers the webhook configurations at once, before the webhook runs.
+        With O(failure_policy=Fail), pods are then refused until it does.
     type: bool
     default: true
   wait_timeout:
@@ -296,7 +298,7 @@ ARGUMENT_SPEC = dict(
     replicas=dict(type="int", default=2),
     node_selector=dict(type="dict", default={}),
     tolerations=dict(type="list", elements="dict", default=[]),
-    resources=dict(type="dict", default={"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}),
+    resources=dict(type="dict", default=manifests.DEFAULT_RESOURCES),
     log_level=dict(type="str", choices=["panic", "fatal", "error", "warn", "info", "debug", "trace"], default="info"),
     random_hostname=dict(type="bool", default=False),
     failure_policy=dict(type="str", choices=["Fail", "Ignore"], default="Fail"),
