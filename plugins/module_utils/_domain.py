@@ -150,6 +150,10 @@ class DomainClient(abc.ABC):
         """Facts of the domain the client is connected to."""
 
     @abc.abstractmethod
+    def container_exists(self, dn: str) -> bool:
+        """Whether the container or OU ``dn`` exists (checked before anything is created in it)."""
+
+    @abc.abstractmethod
     def find_gmsas(self, names: list[str]) -> dict[str, GmsaAccount]:
         """The gMSAs among ``names`` that exist, keyed by lower-case name."""
 

@@ -34,6 +34,8 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descr
 
 _LDAP_AUTH = {"ntlm": "ntlm", "kerberos": "kerberos", "basic": "simple"}
 _LDAP_TLS = {"none": None, "tls": "ldaps", "starttls": "start_tls"}
+_NO_SUCH_OBJECT = 32
+_INVALID_DN_SYNTAX = 34
 _INVALID_CREDENTIALS = 49
 
 # userAccountControl bits (MS-ADTS 2.2.16)
@@ -192,6 +194,16 @@ class LdapDomainClient(DomainClient):
                 guid=_guid(domain),
             )
         return self._facts
+
+    def container_exists(self, dn: str) -> bool:
+        self._connection.operation_timeout = self.remaining_time()
+        try:
+            self._connection.search(dn, "(objectClass=*)", ("objectClass",), "base")
+        except LDAPError as error:
+            if error.result_code in (_NO_SUCH_OBJECT, _INVALID_DN_SYNTAX):
+                return False
+            raise DomainError(f"{self.server}: reading {dn}: {error}") from None
+        return True
 
     # --- gMSAs ------------------------------------------------------------------------------------------------
 

@@ -112,8 +112,11 @@ class WinRMDomainClient(DomainClient):
             raise DomainError(f"{self._endpoint}: WS-Management fault during {operation}: {error.reason}") from None
         except WinRMTransportError as error:
             raise DomainConnectionError(f"{self._endpoint}: unexpected HTTP status {error.code} from the WinRM service during {operation}") from None
-        except (WinRMError, RequestException) as error:
+        except RequestException as error:
             raise DomainConnectionError(f"{self._endpoint}: cannot reach the WinRM service: {error}") from None
+        except WinRMError as error:
+            # e.g. the library an authentication needs (Kerberos, CredSSP) is missing on the controller
+            raise DomainError(f"{self._endpoint}: {error}") from None
         return self._parse_output(operation, stdout, stderr, return_code)
 
     def _execute(self, script: str, stdin: str) -> tuple[bytes, bytes, int]:
@@ -147,6 +150,9 @@ class WinRMDomainClient(DomainClient):
 
     def domain_facts(self) -> DomainFacts:
         return DomainFacts(**self.run("domain_facts", {}))
+
+    def container_exists(self, dn: str) -> bool:
+        return self.run("container_exists", {"dn": dn})["exists"]
 
     def find_gmsas(self, names: list[str]) -> dict[str, GmsaAccount]:
         accounts = (self._gmsa(result) for result in self.run("find_gmsas", {"names": names})["accounts"])

@@ -84,6 +84,11 @@ $result = @{
 }
 """
 
+CONTAINER_EXISTS = r"""
+$dn = $in.dn
+$result = @{ exists = [bool](Get-ADObject -Filter 'distinguishedName -eq $dn') }
+"""
+
 FIND_GMSAS = r"""
 $accounts = foreach ($name in $in.names) {
     $samAccountName = $name + '$'
@@ -189,6 +194,7 @@ CREATE_USER = r"""
 $parameters = @{
     Name = $in.name
     SamAccountName = $in.name
+    UserPrincipalName = $in.name + '@' + (Get-ADDomain).DNSRoot
     Path = $in.container
     AccountPassword = ConvertTo-SecureString -String $in.password -AsPlainText -Force
     Enabled = $in.enabled
@@ -246,6 +252,7 @@ catch [System.Security.Authentication.AuthenticationException] {
 # The body of each operation with the helper functions it needs; the WinRM endpoint of the tests keys on it.
 OPERATIONS = {
     "domain_facts": DOMAIN_FACTS,
+    "container_exists": CONTAINER_EXISTS,
     "find_gmsas": GMSA_FUNCTIONS + FIND_GMSAS,
     "create_gmsa": GMSA_FUNCTIONS + CREATE_GMSA,
     "update_gmsa": GMSA_FUNCTIONS + UPDATE_GMSA,

@@ -258,7 +258,9 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     DEFAULT_ENCRYPTION_TYPES,
     DEFAULT_PASSWORD_INTERVAL_DAYS,
     ENCRYPTION_TYPES,
+    DomainClient,
     DomainError,
+    DomainFacts,
     GmsaAccount,
     GmsaSettings,
     apply_list_changes,
@@ -330,14 +332,15 @@ def account_result(name: str, account: GmsaAccount | None, settings: GmsaSetting
 class AccountPlan:
     """What one entry of ``accounts`` asks for, compared with what is in AD."""
 
-    def __init__(self, field: str, request: dict, existing: GmsaAccount | None, principals: dict, domain_dns_name: str) -> None:
+    def __init__(self, field: str, request: dict, existing: GmsaAccount | None, principals: dict, facts: DomainFacts) -> None:
         self.field = field
         # AD's spelling once the account exists: names are case-insensitive, results should not flip case.
         self.name = existing.name if existing else request["name"]
         self.request = request
         self.existing = existing
-        self.desired = None if request["state"] == "absent" else self._desired_settings(principals, domain_dns_name)
+        self.desired = None if request["state"] == "absent" else self._desired_settings(principals, facts.dns_name)
         self.interval = self._interval()
+        self.container = self._container(facts)
 
     def _desired_settings(self, principals: dict, domain_dns_name: str) -> GmsaSettings:
         request, current = self.request, self.existing and self.existing.settings
@@ -365,13 +368,23 @@ class AccountPlan:
         requested = self.request["password_interval_days"]
         if self.existing is None:
             return requested or DEFAULT_PASSWORD_INTERVAL_DAYS
-        if requested is not None and requested != self.existing.password_interval_days and not self.request["recreate"]:
+        current = self.existing.password_interval_days
+        if requested is not None and requested != current and not self.request["recreate"]:
             raise ValidationError(
                 f"{self.field}.password_interval_days",
-                f"{self.name} exists with a password interval of {self.existing.password_interval_days} days and AD sets it only at creation; "
-                f"keep {self.existing.password_interval_days}, or set recreate to delete and create the account (new SID and password)",
+                f"{self.name} exists with a password interval of {current} days and AD sets it only at creation; "
+                f"keep {current}, or set recreate to delete and create the account (new SID and password)",
             )
-        return requested or self.existing.password_interval_days
+        return requested or current
+
+    def _container(self, facts: DomainFacts) -> str | None:
+        """Where the account is created, if it is: ``path``, the default, or where a recreated one was."""
+        if self.recreate:
+            # The name cannot contain a comma, so the parent DN follows the first one.
+            return self.existing.distinguished_name.split(",", 1)[1]
+        if self.desired and self.existing is None:
+            return container_or_default(self.request["path"], facts, "CN=Managed Service Accounts")
+        return None
 
     @property
     def recreate(self) -> bool:
@@ -381,22 +394,63 @@ class AccountPlan:
     def changed(self) -> bool:
         if self.desired is None:
             return self.existing is not None
-        return self.existing is None or self.recreate or self._settings_differ()
-
-    def _settings_differ(self) -> bool:
+        if self.existing is None or self.recreate:
+            return True
         replace, clear = gmsa_attribute_changes(self.existing.settings, self.desired)
         return bool(replace or clear) or self.existing.settings.enabled != self.desired.enabled
 
+    def apply(self, client: DomainClient) -> GmsaAccount | None:
+        """Make the change, each step a single directory operation; return the account as it is now."""
+        if self.existing and (self.desired is None or self.recreate):
+            client.delete_gmsa(self.existing)
+        if self.container:
+            return client.create_gmsa(self.name, self.container, self.interval, self.desired)
+        return None if self.desired is None else client.update_gmsa(self.existing, self.desired)
 
-def resolve_principals(client, accounts: list[dict]) -> dict:
+    def result(self, account: GmsaAccount | None) -> dict:
+        return account_result(self.name, account if self.desired else None, self.desired, self.interval)
+
+    def before(self) -> dict:
+        existing = self.existing
+        return account_result(self.name, existing, existing and existing.settings, existing and existing.password_interval_days)
+
+
+def resolve_principals(client: DomainClient, accounts: list[dict]) -> dict:
     """Look up every principal named in ``allowed_to_retrieve_password``; fail on the first unknown one."""
-    wanted = [(f"accounts[{index}].allowed_to_retrieve_password.{suffix}", value)
-              for index, account in enumerate(accounts) for suffix, value in list_option_values(account["allowed_to_retrieve_password"])]
+    wanted = [
+        (f"accounts[{index}].allowed_to_retrieve_password.{suffix}", value)
+        for index, account in enumerate(accounts)
+        for suffix, value in list_option_values(account["allowed_to_retrieve_password"])
+    ]
     principals = client.resolve_principals(sorted({value for _field, value in wanted}))
     for field, value in wanted:
         if value not in principals:
             raise ValidationError(field, f"no user, group or computer {value!r} in the domain (give a sAMAccountName, SID or distinguished name)")
     return principals
+
+
+def plan_accounts(client: DomainClient, accounts: list[dict]) -> list[AccountPlan]:
+    """Compare every account with AD and check what creating them needs, all before any change."""
+    facts = client.domain_facts()
+    principals = resolve_principals(client, accounts)
+    existing = client.find_gmsas([account["name"] for account in accounts])
+    plans = [
+        AccountPlan(f"accounts[{index}]", account, existing.get(account["name"].lower()), principals, facts)
+        for index, account in enumerate(accounts)
+    ]
+    creations = [plan for plan in plans if plan.container]
+    if creations and not client.kds_root_keys():
+        raise DomainError(
+            f"{client.server}: the forest has no KDS root key, so DCs cannot compute gMSA passwords; create one first with wincontainers.gmsa.gmsa_kds_root_key"
+        )
+    checked = {}
+    for plan in creations:
+        key = plan.container.lower()
+        if key not in checked:
+            checked[key] = client.container_exists(plan.container)
+        if not checked[key]:
+            raise ValidationError(f"{plan.field}.path", f"the container {plan.container!r} does not exist in the domain")
+    return plans
 
 
 def main() -> None:
@@ -405,54 +459,20 @@ def main() -> None:
         supports_check_mode=True,
     )
     accounts = module.params["accounts"]
+    results, diff_before, diff_after = [], {}, {}
     try:
         validate_accounts(accounts)
         with open_domain_client(module.params) as client:
-            facts = client.domain_facts()
-            principals = resolve_principals(client, accounts)
-            existing = client.find_gmsas([account["name"] for account in accounts])
-            plans = [
-                AccountPlan(f"accounts[{index}]", account, existing.get(account["name"].lower()), principals, facts.dns_name)
-                for index, account in enumerate(accounts)
-            ]
-            if any(plan.desired and (plan.existing is None or plan.recreate) for plan in plans) and not client.kds_root_keys():
-                raise DomainError(
-                    f"{client.server}: the forest has no KDS root key, so DCs cannot compute gMSA passwords; "
-                    "create one first with wincontainers.gmsa.gmsa_kds_root_key"
-                )
-            results, diff_before, diff_after = [], {}, {}
-            for plan in plans:
-                account = plan.existing
-                if plan.changed and not module.check_mode:
-                    account = apply_plan(client, plan, facts)
-                elif plan.desired is None:
-                    account = None
-                result = account_result(plan.name, account if plan.desired else None, plan.desired, plan.interval)
-                result["changed"] = plan.changed
-                results.append(result)
+            for plan in plan_accounts(client, accounts):
+                account = plan.apply(client) if plan.changed and not module.check_mode else plan.existing
+                results.append(dict(plan.result(account), changed=plan.changed))
                 if plan.changed:
-                    before = account_result(plan.name, plan.existing, plan.existing and plan.existing.settings,
-                                            plan.existing and plan.existing.password_interval_days)
-                    diff_before[plan.name] = before
-                    diff_after[plan.name] = {key: value for key, value in result.items() if key != "changed"}
+                    diff_before[plan.name] = plan.before()
+                    diff_after[plan.name] = plan.result(account)
     except (DomainError, ValidationError) as error:
         module.fail_json(msg=str(error))
     changed = any(result["changed"] for result in results)
     module.exit_json(changed=changed, accounts=results, diff=dict(before=diff_before, after=diff_after))
-
-
-def apply_plan(client, plan: AccountPlan, facts) -> GmsaAccount | None:
-    if plan.desired is None or plan.recreate:
-        client.delete_gmsa(plan.existing)
-        if plan.desired is None:
-            return None
-    if plan.recreate:
-        # Back where it was: the name cannot contain a comma, so the parent DN follows the first one.
-        return client.create_gmsa(plan.name, plan.existing.distinguished_name.split(",", 1)[1], plan.interval, plan.desired)
-    if plan.existing is None:
-        container = container_or_default(plan.request["path"], facts, "CN=Managed Service Accounts")
-        return client.create_gmsa(plan.name, container, plan.interval, plan.desired)
-    return client.update_gmsa(plan.existing, plan.desired)
 
 
 if __name__ == "__main__":

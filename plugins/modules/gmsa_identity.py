@@ -208,8 +208,13 @@ def missing(values: list[str], among: list[str]) -> list[str]:
 def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> tuple[bool, bool, DomainUser | None, dict]:
     """Create or update the user; return (changed, password changed, user, desired state)."""
     params = module.params
-    if user is None and not params["password"]:
-        raise ValidationError("password", f"is required to create the user {params['name']}")
+    container = None
+    if user is None:
+        if not params["password"]:
+            raise ValidationError("password", f"is required to create the user {params['name']}")
+        container = container_or_default(params["path"], client.domain_facts(), "CN=Users")
+        if not client.container_exists(container):
+            raise ValidationError("path", f"the container {container!r} does not exist in the domain")
     desired = desired_state(params, user, group_dns(client, params["groups"]))
     current = current_state(user) if user else dict(groups=[])
     password_changed = user is None or (
@@ -221,7 +226,6 @@ def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> tu
     if not changed or module.check_mode:
         return changed, password_changed, user, desired
     if user is None:
-        container = container_or_default(params["path"], client.domain_facts(), "CN=Users")
         user = client.create_user(params["name"], container, params["password"], desired["description"], desired["enabled"], desired["password_never_expires"])
     elif password_changed or attributes_changed:
         user = client.update_user(

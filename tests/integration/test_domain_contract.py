@@ -68,6 +68,13 @@ def test_domain_facts(client, samba_dc):
     assert facts.sid.startswith("S-1-5-21-") and facts.sid.count("-") == 6
 
 
+def test_container_exists(client):
+    facts = client.domain_facts()
+    assert client.container_exists(f"CN=Managed Service Accounts,{facts.distinguished_name}") is True
+    assert client.container_exists(f"cn=users,{facts.distinguished_name.lower()}") is True
+    assert client.container_exists(f"OU=NoSuchOU,{facts.distinguished_name}") is False
+
+
 def test_gmsa_lifecycle(client, unique_name):
     facts = client.domain_facts()
     admins = client.resolve_principals(["Domain Admins"])["Domain Admins"]

@@ -307,6 +307,9 @@ class PowerShellOnLdap:
     def domain_facts(self, data: dict) -> dict:
         return self.ldap.domain_facts().__dict__
 
+    def container_exists(self, data: dict) -> dict:
+        return {"exists": self.ldap.container_exists(data["dn"])}
+
     @staticmethod
     def _gmsa(account) -> dict:
         settings = account.settings

@@ -64,6 +64,9 @@ class FakeDirectory(DomainClient):
     def domain_facts(self) -> DomainFacts:
         return FACTS
 
+    def container_exists(self, dn):
+        return dn.lower() in {"cn=managed service accounts,dc=contoso,dc=com", "cn=users,dc=contoso,dc=com", "ou=apps,dc=contoso,dc=com"}
+
     def find_gmsas(self, names):
         return {name.lower(): self.gmsas[name.lower()] for name in names if name.lower() in self.gmsas}
 
@@ -225,6 +228,7 @@ class TestGmsaAccount:
                 "accounts[1].allowed_to_retrieve_password.add[0]: no user, group or computer 'nobody'",
             ),
             (dict(name="ok"), "accounts[1].name: 'ok' is also accounts[0]"),
+            (dict(name="x", path="OU=Missing,DC=contoso,DC=com"), "accounts[1].path: the container 'OU=Missing,DC=contoso,DC=com' does not exist"),
         ],
     )
     def test_bad_input_fails_before_any_change(self, run, directory, account, message):
@@ -323,6 +327,11 @@ class TestIdentity:
     def test_creation_needs_a_password(self, run, directory):
         result = run(gmsa_identity, dict(name="ccg"), directory)
         assert result["failed"] is True and result["msg"].startswith("password:")
+
+    def test_missing_container_names_the_path(self, run, directory):
+        result = run(gmsa_identity, dict(self.ARGS, path="OU=Missing,DC=contoso,DC=com"), directory)
+        assert result["failed"] is True and result["msg"].startswith("path: the container")
+        assert directory.writes == []
 
     def test_unknown_group_names_its_field(self, run, directory):
         result = run(gmsa_identity, dict(self.ARGS, groups=dict(add=["web-hosts", "no-such-group"])), directory)
