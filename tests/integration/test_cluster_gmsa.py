@@ -261,26 +261,26 @@ class RefusingPods:
     Without it the API server's calls to those IPs would leave the machine by the default route.
     """
 
-    NETNS, HOST_VETH, POD_VETH, HOST_ADDRESS = "itest-gmsa-refuse", "itgh0", "itgp0", "10.244.255.253"
-
-    def __init__(self, addresses):
+    def __init__(self, addresses, index=0):
         self.addresses = addresses
+        self.netns, self.host_veth, self.pod_veth = "itest-gmsa-refuse%d" % index, "itgh%d" % index, "itgp%d" % index
+        self.host_address = "10.244.255.%d" % (250 - index)
 
     def __enter__(self):
-        _run("ip", "netns", "add", self.NETNS)
-        _run("ip", "link", "add", self.HOST_VETH, "type", "veth", "peer", "name", self.POD_VETH, "netns", self.NETNS)
-        _run("ip", "addr", "add", self.HOST_ADDRESS + "/32", "dev", self.HOST_VETH)
-        _run("ip", "link", "set", self.HOST_VETH, "up")
-        _run("ip", "-n", self.NETNS, "link", "set", self.POD_VETH, "up")
-        _run("ip", "-n", self.NETNS, "route", "add", self.HOST_ADDRESS + "/32", "dev", self.POD_VETH)
+        _run("ip", "netns", "add", self.netns)
+        _run("ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", self.pod_veth, "netns", self.netns)
+        _run("ip", "addr", "add", self.host_address + "/32", "dev", self.host_veth)
+        _run("ip", "link", "set", self.host_veth, "up")
+        _run("ip", "-n", self.netns, "link", "set", self.pod_veth, "up")
+        _run("ip", "-n", self.netns, "route", "add", self.host_address + "/32", "dev", self.pod_veth)
         for address in self.addresses:
-            _run("ip", "-n", self.NETNS, "addr", "add", address + "/32", "dev", self.POD_VETH)
-            _run("ip", "route", "add", address + "/32", "dev", self.HOST_VETH, "src", self.HOST_ADDRESS)
+            _run("ip", "-n", self.netns, "addr", "add", address + "/32", "dev", self.pod_veth)
+            _run("ip", "route", "add", address + "/32", "dev", self.host_veth, "src", self.host_address)
         return self
 
     def __exit__(self, *exc_info):
         # Deleting the namespace destroys the veth pair and with it the host routes through it.
-        subprocess.run(["ip", "netns", "del", self.NETNS], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
 
 
 def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
@@ -436,6 +436,117 @@ def test_credspec_removal_leaves_the_cluster_as_before(lab):
     assert set(after) == set(before) - other - {("RoleBinding", APPS, "gmsa-use-itest-other")}
 
 
+# --- the install, with pods that refuse every call instead of the real webhook --------------------------------
+# Everything about the install but admission itself: idempotence, check mode, diff, renewal without restart,
+# upgrade, uninstall. Only the suite's namespace is intercepted, and the pod IPs belong to a namespace of the test.
+
+STAGED = "itest-staged"
+
+
+@pytest.fixture(name="staged", scope="module")
+def fixture_staged(lab, gmsa_crd):
+    others = sorted(item["metadata"]["name"] for item in kubectl_json(lab, "get", "namespaces")["items"] if item["metadata"]["name"] != APPS)
+    options = {"name": STAGED, "namespace": STAGED, "wait": False, "excluded_namespaces": others + [STAGED]}
+    before = our_snapshot(lab)
+    first = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": options}])
+    try:
+        assert first.rc == 0, first.output
+        with RefusingPods(ready_endpoint_ips(lab, STAGED, STAGED), index=1):
+            yield {"options": options, "first": first, "before": before}
+    finally:
+        run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+
+
+def staged_task(staged, **options):
+    return {"wincontainers.gmsa.gmsa_webhook": dict(staged["options"], **options)}
+
+
+def test_staged_install_creates_every_object_once(staged):
+    objects = {entry["object"]: entry["action"] for entry in staged["first"].result["objects"]}
+    expected = [
+        "Namespace " + STAGED, "ServiceAccount %s/%s" % (STAGED, STAGED), "ClusterRole " + STAGED, "ClusterRoleBinding " + STAGED,
+        "Secret %s/%s-ca" % (STAGED, STAGED), "Secret %s/%s-tls" % (STAGED, STAGED), "Deployment %s/%s" % (STAGED, STAGED),
+        "Service %s/%s" % (STAGED, STAGED), "PodDisruptionBudget %s/%s" % (STAGED, STAGED),
+        "MutatingWebhookConfiguration " + STAGED, "ValidatingWebhookConfiguration " + STAGED,
+    ]
+    assert {ref: objects.get(ref) for ref in expected} == dict.fromkeys(expected, "created")
+
+
+def test_staged_rerun_changes_nothing(lab, staged):
+    play = run_play(lab, [staged_task(staged)])
+    assert play.rc == 0, play.output
+    assert not play.result["changed"]
+    assert {entry["action"] for entry in play.result["objects"]} == {"unchanged"}
+
+
+def test_staged_check_mode_reports_the_change_and_writes_nothing(lab, staged):
+    before = kubectl_json(lab, "get", "deployment", "-n", STAGED, STAGED)
+    play = run_play(lab, [staged_task(staged, replicas=3, log_level="debug")], "--check", "--diff")
+    assert play.rc == 0, play.output
+    assert {"object": "Deployment %s/%s" % (STAGED, STAGED), "action": "updated"} in play.result["objects"]
+    assert kubectl_json(lab, "get", "deployment", "-n", STAGED, STAGED)["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_staged_diff_of_a_certificate_renewal_hides_the_keys(lab, staged):
+    play = run_play(lab, [staged_task(staged, tls={"renew_before_days": 400})], "--check", "--diff", "-vvv", callback="default")
+    assert play.rc == 0, play.output
+    assert '"tls.key": "<hidden, changed>"' in play.output
+    assert "PRIVATE KEY" not in play.output
+    for secret in (STAGED + "-tls", STAGED + "-ca"):
+        assert kubectl_json(lab, "get", "secret", "-n", STAGED, secret)["data"]["tls.key"] not in play.output
+
+
+def test_staged_renewal_keeps_the_ca_bundle_and_does_not_restart_the_pods(lab, staged):
+    def ca_bundles():
+        kinds = ("validatingwebhookconfiguration", "mutatingwebhookconfiguration")
+        return [kubectl_json(lab, "get", kind, STAGED)["webhooks"][0]["clientConfig"]["caBundle"] for kind in kinds]
+
+    bundles = ca_bundles()
+    deployment = kubectl_json(lab, "get", "deployment", "-n", STAGED, STAGED)["metadata"]
+    old_cert = kubectl_json(lab, "get", "secret", "-n", STAGED, STAGED + "-tls")["data"]["tls.crt"]
+    play = run_play(lab, [staged_task(staged, tls={"renew_before_days": 400})])
+    assert play.rc == 0, play.output
+    certificate = play.result["certificate"]
+    assert certificate["renewed"] and "within the renewal window" in certificate["reason"]
+    assert [entry["object"] for entry in play.result["objects"] if entry["action"] != "unchanged"] == ["Secret %s/%s-tls" % (STAGED, STAGED)]
+    assert kubectl_json(lab, "get", "secret", "-n", STAGED, STAGED + "-tls")["data"]["tls.crt"] != old_cert
+    assert ca_bundles() == bundles
+    assert kubectl_json(lab, "get", "deployment", "-n", STAGED, STAGED)["metadata"]["generation"] == deployment["generation"]
+    # With the default window the new certificate is kept.
+    play = run_play(lab, [staged_task(staged)])
+    assert play.rc == 0 and not play.result["changed"] and not play.result["certificate"]["renewed"]
+
+
+def test_staged_upgrade_keeps_credspecs(lab, staged):
+    assert run_play(lab, [credspec_task([ITEST_APP], identity=IDENTITY, overwrite=True)]).rc == 0
+    uid = kubectl_json(lab, "get", "gmsacredentialspec", "itestapp")["metadata"]["uid"]
+    play = run_play(lab, [staged_task(staged, image="registry.k8s.io/gmsa-webhook/k8s-gmsa-webhook:v0.12.1", timeout_seconds=15)])
+    assert play.rc == 0, play.output
+    changes = {entry["object"] for entry in play.result["objects"] if entry["action"] != "unchanged"}
+    assert changes == {"Deployment %s/%s" % (STAGED, STAGED), "MutatingWebhookConfiguration " + STAGED, "ValidatingWebhookConfiguration " + STAGED}
+    assert kubectl_json(lab, "get", "gmsacredentialspec", "itestapp")["metadata"]["uid"] == uid
+
+
+def test_staged_crd_removal_is_refused_while_credspecs_exist(lab, staged):
+    play = run_play(lab, [staged_task(staged, state="absent", remove_crd=True)])
+    assert play.rc != 0
+    assert "refusing to delete CRD %s: deleting it deletes its" % CRD_KEY[2] in play.result["msg"] and "itestapp" in play.result["msg"]
+    kubectl(lab, "get", "validatingwebhookconfiguration", STAGED)
+
+
+def test_staged_uninstall_removes_what_it_created_and_nothing_else(lab, staged):
+    assert run_play(lab, [credspec_task([ITEST_APP], state="absent")]).rc == 0
+    play = run_play(lab, [staged_task(staged, state="absent")])
+    assert play.rc == 0, play.output
+    actions = [(entry["object"], entry["action"]) for entry in play.result["objects"]]
+    assert actions[:2] == [("ValidatingWebhookConfiguration " + STAGED, "deleted"), ("MutatingWebhookConfiguration " + STAGED, "deleted")]
+    assert {action for _ref, action in actions} == {"deleted"}
+    kubectl(lab, "wait", "--for=delete", "namespace/" + STAGED, "--timeout=60s")
+    assert our_snapshot(lab) == staged["before"]
+    rerun = run_play(lab, [staged_task(staged, state="absent")])
+    assert rerun.rc == 0 and not rerun.result["changed"]
+
+
 # --- the real webhook -------------------------------------------------------------------------------------
 
 
@@ -504,7 +615,7 @@ def test_check_mode_reports_the_change_and_writes_nothing(lab, installed):
 
 
 def test_diff_of_a_certificate_renewal_hides_the_keys(lab, installed):
-    play = run_play(lab, [webhook_task(tls={"validity_days": 1, "renew_before_days": 2})], "--check", "--diff", "-vvv", callback="default")
+    play = run_play(lab, [webhook_task(tls={"renew_before_days": 400})], "--check", "--diff", "-vvv", callback="default")
     assert play.rc == 0, play.output
     assert '"tls.key": "<hidden, changed>"' in play.output
     assert "PRIVATE KEY" not in play.output
@@ -537,14 +648,14 @@ def _ca_bundle(lab):
 def test_certificate_renewal_keeps_admission_working_without_a_new_ca_bundle(lab, installed):
     bundle = _ca_bundle(lab)
     old_cert = kubectl_json(lab, "get", "secret", "-n", NAMESPACE, NAME + "-tls")["data"]["tls.crt"]
-    renewal = run_play(lab, [webhook_task(tls={"validity_days": 1, "renew_before_days": 2}, wait=False)])
+    renewal = run_play(lab, [webhook_task(tls={"renew_before_days": 400}, wait=False)])
     assert renewal.rc == 0, renewal.output
     assert renewal.result["certificate"]["renewed"] and "renewal window" in renewal.result["certificate"]["reason"]
     assert kubectl_json(lab, "get", "secret", "-n", NAMESPACE, NAME + "-tls")["data"]["tls.crt"] != old_cert
     assert _ca_bundle(lab) == bundle
     # The harness copies the Secret into the running pod's files, as the kubelet does; --cert-reload does the rest.
     webhook.serve(lab, NAMESPACE, NAME)
-    verify = run_play(lab, [webhook_task(tls={"validity_days": 1, "renew_before_days": 1})])
+    verify = run_play(lab, [webhook_task()])
     assert verify.rc == 0, verify.output
     assert verify.result["admission"] == "the webhook refused a pod naming a missing credspec"
     pod, error = dry_run_pod(lab, "allowed", "itestapp")
