@@ -198,6 +198,10 @@ class DomainClient(abc.ABC):
         """Delete the user."""
 
     @abc.abstractmethod
+    def create_group(self, name: str, container: str) -> Principal:
+        """Create a global security group (New-ADGroup -GroupScope Global -GroupCategory Security)."""
+
+    @abc.abstractmethod
     def set_group_members(self, group_dn: str, add: list[str], remove: list[str]) -> None:
         """Add and remove members (DNs) of a group in one modification."""
 

@@ -44,6 +44,9 @@ _NORMAL_ACCOUNT = 0x200
 _WORKSTATION_TRUST_ACCOUNT = 0x1000
 _DONT_EXPIRE_PASSWORD = 0x10000
 
+# groupType (MS-ADTS 2.2.12): GROUP_TYPE_SECURITY_ENABLED | GROUP_TYPE_ACCOUNT_GROUP, as a signed 32-bit value.
+_GLOBAL_SECURITY_GROUP = -2147483646
+
 _GMSA_ATTRIBUTES = (
     "sAMAccountName", "objectSid", "objectGUID", "dNSHostName", "servicePrincipalName", "msDS-GroupMSAMembership",
     "msDS-SupportedEncryptionTypes", "msDS-ManagedPasswordInterval", "description", "userAccountControl",
@@ -386,6 +389,13 @@ class LdapDomainClient(DomainClient):
 
     def delete_user(self, user: DomainUser) -> None:
         self._call(f"deleting user {user.name}", self._connection.delete, user.distinguished_name)
+
+    def create_group(self, name: str, container: str) -> Principal:
+        dn = f"CN={escape_dn_value(name)},{container}"
+        attributes = {"objectClass": "group", "sAMAccountName": name, "groupType": _GLOBAL_SECURITY_GROUP}
+        self._call(f"creating group {name}", self._connection.add, dn, attributes)
+        entry = self._read(dn, ("objectSid", "sAMAccountName"))
+        return Principal(sid=_sid(entry), distinguished_name=entry.dn, sam_account_name=name)
 
     def set_group_members(self, group_dn: str, add: list[str], remove: list[str]) -> None:
         changes = ([("add", "member", add)] if add else []) + ([("delete", "member", remove)] if remove else [])

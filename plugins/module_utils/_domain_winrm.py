@@ -238,6 +238,9 @@ class WinRMDomainClient(DomainClient):
     def _user(result: dict) -> DomainUser:
         return DomainUser(**dict(result, groups=tuple(result["groups"])))
 
+    def create_group(self, name: str, container: str) -> Principal:
+        return Principal(**self.run("create_group", {"name": name, "container": container}))
+
     def set_group_members(self, group_dn: str, add: list[str], remove: list[str]) -> None:
         self.run("set_group_members", {"group": group_dn, "add": add, "remove": remove})
 

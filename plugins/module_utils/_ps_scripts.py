@@ -221,6 +221,19 @@ DELETE_USER = r"""
 Remove-ADUser -Identity $in.sid -Confirm:$false
 """
 
+CREATE_GROUP = r"""
+$parameters = @{
+    Name = $in.name
+    SamAccountName = $in.name
+    Path = $in.container
+    GroupScope = 'Global'
+    GroupCategory = 'Security'
+    PassThru = $true
+}
+$group = New-ADGroup @parameters
+$result = @{ sid = $group.SID.Value; distinguished_name = $group.DistinguishedName; sam_account_name = $group.SamAccountName }
+"""
+
 SET_GROUP_MEMBERS = r"""
 $parameters = @{ Identity = $in.group }
 if ($in.add.Count) { $parameters['Add'] = @{ member = [string[]]$in.add } }
@@ -264,6 +277,7 @@ OPERATIONS = {
     "create_user": USER_FUNCTIONS + CREATE_USER,
     "update_user": USER_FUNCTIONS + UPDATE_USER,
     "delete_user": DELETE_USER,
+    "create_group": CREATE_GROUP,
     "set_group_members": SET_GROUP_MEMBERS,
     "credentials_valid": CREDENTIALS_VALID,
     "read_managed_password": READ_MANAGED_PASSWORD,

@@ -62,7 +62,7 @@ options:
   groups:
     description:
       - Groups the user is a direct member of, each as C(sAMAccountName), SID or distinguished name. The groups
-        must exist.
+        must exist, unless O(create_groups) is set.
       - C(set) leaves the user in exactly those groups (its primary group, C(Domain Users), is not listed and
         never changed).
     type: dict
@@ -79,6 +79,19 @@ options:
         description: The complete list of groups.
         type: list
         elements: str
+  create_groups:
+    description:
+      - Create the groups of O(groups.add) and O(groups.set) that do not exist, as global security groups in
+        O(groups_path). Only groups given by name can be created.
+      - Microsoft recommends one security group per gMSA, holding what may retrieve its password; this creates
+        them along with the identity's membership.
+    type: bool
+    default: false
+  groups_path:
+    description:
+      - Distinguished name of the container or OU that receives the groups O(create_groups) creates. Defaults
+        to C(CN=Users) of the domain.
+    type: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - wincontainers.gmsa.domain_connection
@@ -150,7 +163,15 @@ password_changed:
   description: Whether the password was (or would be) set.
   returned: always
   type: bool
+created_groups:
+  description: Names of the groups O(create_groups) created (or would create, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [WebApp01-gMSA-Hosts]
 """
+
+from dataclasses import dataclass
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
@@ -162,7 +183,9 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     list_option_spec,
     list_option_values,
     open_domain_client,
+    principal_lookup_attribute,
 )
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import escape_dn_value
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError
 
 
@@ -173,16 +196,45 @@ def user_result(name: str, user: DomainUser | None, desired: dict | None) -> dic
     return result
 
 
-def group_dns(client, groups: dict | None) -> dict | None:
-    """The ``groups`` option with every group replaced by its DN; an unknown group fails naming its field."""
-    if not groups:
-        return None
-    values = list_option_values(groups)
-    principals = client.resolve_principals(sorted({value for _field, value in values}))
-    for field, value in values:
-        if value not in principals:
-            raise ValidationError(f"groups.{field}", f"no group {value!r} in the domain (give a sAMAccountName, SID or distinguished name)")
-    return {suboption: None if names is None else [principals[name].distinguished_name for name in names] for suboption, names in groups.items()}
+class GroupPlan:
+    """The ``groups`` option resolved to DNs, and the groups to create first (with ``create_groups``)."""
+
+    def __init__(self, client, params: dict) -> None:
+        self.to_create: list[str] = []
+        self.container = None
+        self.dns = None
+        groups = params["groups"]
+        if not groups:
+            return
+        values = list_option_values(groups)
+        principals = client.resolve_principals(sorted({value for _field, value in values}))
+        dns = {value: principal.distinguished_name for value, principal in principals.items()}
+        for field, value in values:
+            if value in dns:
+                continue
+            if not params["create_groups"]:
+                raise ValidationError(
+                    f"groups.{field}", f"no group {value!r} in the domain (give a sAMAccountName, SID or distinguished name, or set create_groups)"
+                )
+            if field.startswith("remove"):
+                continue  # a group that does not exist has no member to remove
+            if principal_lookup_attribute(value) != "sAMAccountName":
+                raise ValidationError(f"groups.{field}", f"no group {value!r} in the domain; create_groups creates groups given by name only")
+            self.container = self.container or self._container(client, params["groups_path"])
+            self.to_create.append(value)
+            dns[value] = f"CN={escape_dn_value(value)},{self.container}"
+        self.dns = {suboption: None if names is None else [dns[name] for name in names if name in dns] for suboption, names in groups.items()}
+
+    @staticmethod
+    def _container(client, path: str | None) -> str:
+        container = container_or_default(path, client.domain_facts(), "CN=Users")
+        if not client.container_exists(container):
+            raise ValidationError("groups_path", f"the container {container!r} does not exist in the domain")
+        return container
+
+    def create(self, client) -> None:
+        for name in self.to_create:
+            client.create_group(name, self.container)
 
 
 def desired_state(params: dict, user: DomainUser | None, groups: dict | None) -> dict:
@@ -205,8 +257,17 @@ def missing(values: list[str], among: list[str]) -> list[str]:
     return [value for value in values if value.lower() not in known]
 
 
-def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> tuple[bool, bool, DomainUser | None, dict]:
-    """Create or update the user; return (changed, password changed, user, desired state)."""
+@dataclass
+class Outcome:
+    changed: bool
+    password_changed: bool
+    user: DomainUser | None
+    desired: dict
+    created_groups: list[str]
+
+
+def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> Outcome:
+    """Create or update the user, and create the groups it joins when asked to."""
     params = module.params
     container = None
     if user is None:
@@ -215,16 +276,18 @@ def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> tu
         container = container_or_default(params["path"], client.domain_facts(), "CN=Users")
         if not client.container_exists(container):
             raise ValidationError("path", f"the container {container!r} does not exist in the domain")
-    desired = desired_state(params, user, group_dns(client, params["groups"]))
+    groups = GroupPlan(client, params)
+    desired = desired_state(params, user, groups.dns)
     current = current_state(user) if user else dict(groups=[])
     password_changed = user is None or (
         params["update_password"] == "always" and bool(params["password"]) and not client.credentials_valid(params["name"], params["password"])
     )
     attributes_changed = any(current.get(key) != desired[key] for key in ("enabled", "password_never_expires", "description"))
     join, leave = missing(desired["groups"], current["groups"]), missing(current["groups"], desired["groups"])
-    changed = password_changed or attributes_changed or bool(join or leave)
+    changed = password_changed or attributes_changed or bool(join or leave or groups.to_create)
     if not changed or module.check_mode:
-        return changed, password_changed, user, desired
+        return Outcome(changed, password_changed, user, desired, groups.to_create)
+    groups.create(client)
     if user is None:
         user = client.create_user(params["name"], container, params["password"], desired["description"], desired["enabled"], desired["password_never_expires"])
     elif password_changed or attributes_changed:
@@ -239,7 +302,7 @@ def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> tu
         client.set_group_members(group, add=[user.distinguished_name], remove=[])
     for group in leave:
         client.set_group_members(group, add=[], remove=[user.distinguished_name])
-    return changed, password_changed, user, desired
+    return Outcome(changed, password_changed, user, desired, groups.to_create)
 
 
 def main() -> None:
@@ -254,6 +317,8 @@ def main() -> None:
             path=dict(type="str"),
             description=dict(type="str"),
             groups=list_option_spec(),
+            create_groups=dict(type="bool", default=False),
+            groups_path=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -265,14 +330,22 @@ def main() -> None:
             if module.params["state"] == "absent":
                 if existing and not module.check_mode:
                     client.delete_user(existing)
-                module.exit_json(changed=bool(existing), password_changed=False, **user_result(name, None, None), diff=dict(before=before, after={}))
-            changed, password_changed, user, desired = ensure_present(module, client, existing)
+                module.exit_json(
+                    changed=bool(existing), password_changed=False, created_groups=[], **user_result(name, None, None), diff=dict(before=before, after={})
+                )
+            outcome = ensure_present(module, client, existing)
     except (DomainError, ValidationError) as error:
         module.fail_json(msg=str(error))
-    result = user_result(name, user, desired)
+    result = user_result(name, outcome.user, outcome.desired)
     # The diff says that the password changes, never what it is.
-    after = dict(result, password="(changed)") if password_changed else result
-    module.exit_json(changed=changed, password_changed=password_changed, **result, diff=dict(before=before, after=after))
+    after = dict(result, password="(changed)") if outcome.password_changed else result
+    module.exit_json(
+        changed=outcome.changed,
+        password_changed=outcome.password_changed,
+        created_groups=outcome.created_groups,
+        **result,
+        diff=dict(before=before, after=after),
+    )
 
 
 if __name__ == "__main__":

@@ -133,13 +133,15 @@ def test_identity_lifecycle_and_retrieval_chain(client, unique_name):
     assert client.credentials_valid(unique_name, password) is True
     assert client.credentials_valid(unique_name, password + "x") is False
 
-    guests = client.resolve_principals(["Domain Guests"])["Domain Guests"]
-    client.set_group_members(guests.distinguished_name, add=[user.distinguished_name], remove=[])
-    assert client.find_user(unique_name).groups == (guests.distinguished_name,)
+    readers = client.create_group(f"{unique_name}-r", f"CN=Users,{facts.distinguished_name}")
+    assert client.resolve_principals([readers.sam_account_name])[readers.sam_account_name] == readers
+    client.set_group_members(readers.distinguished_name, add=[user.distinguished_name], remove=[])
+    assert client.find_user(unique_name).groups == (readers.distinguished_name,)
 
     account_name = f"{unique_name}g"
     container = f"CN=Managed Service Accounts,{facts.distinguished_name}"
-    account = client.create_gmsa(account_name, container, 30, settings(account_name, password_readers=(user.sid,)))
+    # Allowed through the group, as Microsoft recommends: the identity's token carries the membership.
+    account = client.create_gmsa(account_name, container, 30, settings(account_name, password_readers=(readers.sid,)))
     blob = client.read_managed_password(account, unique_name, password)
     assert blob and len(blob) > 256
     if shutil.which("kinit"):
@@ -156,7 +158,8 @@ def test_identity_lifecycle_and_retrieval_chain(client, unique_name):
     closed = client.update_gmsa(account, settings(account_name, password_readers=()))
     assert client.read_managed_password(closed, unique_name, new_password) is None
 
-    client.set_group_members(guests.distinguished_name, add=[], remove=[user.distinguished_name])
+    client.set_group_members(readers.distinguished_name, add=[], remove=[user.distinguished_name])
+    assert client.find_user(unique_name).groups == ()
     client.delete_gmsa(closed)
     client.delete_user(client.find_user(unique_name))
     assert client.find_user(unique_name) is None

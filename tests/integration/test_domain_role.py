@@ -82,6 +82,20 @@ def test_converges_then_changes_nothing(tmp_path, params, role_vars):
     assert removed["changed"] == 2, output
 
 
+def test_one_group_per_account(tmp_path, params, role_vars):
+    role_vars = dict(role_vars, domain_group_per_account=True)
+    first, output = run_role(tmp_path, params, role_vars)
+    assert first["failed"] == 0 and first["changed"] == 2, output
+    second, output = run_role(tmp_path, params, role_vars)
+    assert second["changed"] == 0, output
+    with open_domain_client(params) as client:
+        for account in role_vars["domain_accounts"]:
+            group = client.resolve_principals([account["name"] + "-gMSA-Hosts"])[account["name"] + "-gMSA-Hosts"]
+            assert client.find_gmsas([account["name"]])[account["name"]].settings.password_readers == (group.sid,)
+            assert group.distinguished_name in client.find_user(role_vars["domain_identity_name"]).groups
+    run_role(tmp_path, params, dict(role_vars, domain_state="absent"))
+
+
 def test_check_mode_changes_nothing_and_diff_shows_no_secret(tmp_path, params, role_vars):
     recap, output = run_role(tmp_path, params, role_vars, "--check", "--diff", "-vvv")
     assert recap["failed"] == 0 and recap["changed"] == 2, output

@@ -414,6 +414,9 @@ class PowerShellOnLdap:
     def delete_user(self, data: dict) -> None:
         self.ldap.delete_user(self._user_by_sid(data["sid"]))
 
+    def create_group(self, data: dict) -> dict:
+        return self.ldap.create_group(data["name"], data["container"]).__dict__
+
     def set_group_members(self, data: dict) -> None:
         self.ldap.set_group_members(data["group"], data["add"], data["remove"])
 

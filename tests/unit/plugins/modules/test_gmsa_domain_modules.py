@@ -125,6 +125,10 @@ class FakeDirectory(DomainClient):
         del self.users[user.name.lower()]
         self.writes.append(("delete_user", user.name))
 
+    def create_group(self, name, container):
+        self.writes.append(("create_group", name))
+        return self._add_principal(name, container.split(",DC=")[0])
+
     def set_group_members(self, group_dn, add, remove):
         for name, user in self.users.items():
             groups = [group for group in user.groups if group != group_dn or user.distinguished_name not in remove]
@@ -337,6 +341,28 @@ class TestIdentity:
         result = run(gmsa_identity, dict(self.ARGS, groups=dict(add=["web-hosts", "no-such-group"])), directory)
         assert result["failed"] is True
         assert result["msg"].startswith("groups.add[1]: no group 'no-such-group'")
+        assert directory.writes == []
+
+    def test_create_groups_makes_the_missing_ones_first(self, run, directory):
+        args = dict(self.ARGS, groups=dict(add=["web-hosts", "api-hosts"]), create_groups=True, groups_path="OU=Apps,DC=contoso,DC=com")
+        predicted = run(gmsa_identity, args, directory, check_mode=True)
+        assert predicted["changed"] is True and "CN=api-hosts,OU=Apps,DC=contoso,DC=com" in predicted["groups"]
+        assert directory.writes == []
+        result = run(gmsa_identity, args, directory)
+        assert directory.writes[0] == ("create_group", "api-hosts")
+        assert result["groups"] == [directory.principals["web-hosts"].distinguished_name, directory.principals["api-hosts"].distinguished_name]
+        assert run(gmsa_identity, args, directory)["changed"] is False
+
+    @pytest.mark.parametrize(
+        "extra, message",
+        [
+            (dict(groups=dict(add=["S-1-5-21-1-2-3-9999"])), "groups.add[0]: no group 'S-1-5-21-1-2-3-9999' in the domain; create_groups creates"),
+            (dict(groups=dict(add=["new-group"]), groups_path="OU=Missing,DC=contoso,DC=com"), "groups_path: the container"),
+        ],
+    )
+    def test_create_groups_refusals(self, run, directory, extra, message):
+        result = run(gmsa_identity, dict(self.ARGS, create_groups=True, **extra), directory)
+        assert result["failed"] is True and result["msg"].startswith(message)
         assert directory.writes == []
 
     def test_set_leaves_other_groups_and_absent_deletes(self, run, directory):
