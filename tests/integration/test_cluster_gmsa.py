@@ -448,9 +448,13 @@ def fixture_staged(lab, gmsa_crd):
     others = sorted(item["metadata"]["name"] for item in kubectl_json(lab, "get", "namespaces")["items"] if item["metadata"]["name"] != APPS)
     options = {"name": STAGED, "namespace": STAGED, "wait": False, "excluded_namespaces": others + [STAGED]}
     before = our_snapshot(lab)
+    started = time.monotonic()
     first = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": options}])
     try:
         assert first.rc == 0, first.output
+        applied = time.monotonic() - started
+        kubectl(lab, "wait", "--for=condition=Available", "deployment/" + STAGED, "-n", STAGED, "--timeout=60s")
+        print("\nwebhook install: %.1f s to apply every object, %.1f s to a Deployment Available" % (applied, time.monotonic() - started))
         with RefusingPods(ready_endpoint_ips(lab, STAGED, STAGED), index=1):
             yield {"options": options, "first": first, "before": before}
     finally:
