@@ -48,8 +48,9 @@ options:
     description:
       - The authentication protocol.
       - V(ntlm) and V(kerberos) encrypt the traffic without TLS (WinRM message encryption, LDAP sealing).
-        V(kerberos) needs the C(pyspnego[kerberos]) extra on the controller.
-      - V(credssp) exists for WinRM only.
+        V(kerberos) needs, on the controller, C(pykerberos) for WinRM (C(pywinrm[kerberos])) and the
+        C(pyspnego[kerberos]) extra for LDAP, plus a Kerberos configuration (O(domain_krb5_config)).
+      - V(credssp) exists for WinRM only and needs C(pywinrm[credssp]).
       - V(basic) (WinRM basic authentication, an LDAP simple bind) sends the password itself, so it is refused
         unless O(domain_tls) is V(tls) or V(starttls).
       - Can be set with the environment variable E(GMSA_DOMAIN_AUTH).

@@ -78,7 +78,9 @@ class WinRMDomainClient(DomainClient):
         scheme = "https" if settings.tls == "tls" else "http"
         host = f"[{settings.server}]" if ":" in settings.server else settings.server
         self._endpoint = f"{scheme}://{host}:{settings.port}/wsman"
-        read_timeout = max(int(self.remaining_time()), 2)
+        # A Receive returns after operation_timeout without output at the latest, so the deadline is checked
+        # at least that often; the HTTP read waits a little longer than the server does.
+        operation_timeout = max(1, min(20, int(self.remaining_time()) - 5))
         self._protocol = Protocol(
             self._endpoint,
             transport=settings.auth,
@@ -87,8 +89,8 @@ class WinRMDomainClient(DomainClient):
             server_cert_validation="validate" if settings.validate_certs else "ignore",
             # Explicit, so that REQUESTS_CA_BUNDLE on the controller does not decide which CAs are trusted.
             ca_trust_path=settings.ca_cert,
-            read_timeout_sec=read_timeout,
-            operation_timeout_sec=read_timeout - 1,
+            read_timeout_sec=operation_timeout + 5,
+            operation_timeout_sec=operation_timeout,
         )
         self._shell_id: str | None = None
 

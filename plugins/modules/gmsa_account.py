@@ -11,8 +11,9 @@ version_added: 0.1.0
 description:
   - Creates, updates and deletes gMSAs (C(msDS-GroupManagedServiceAccount) objects), several in one task, as
     C(New-ADServiceAccount) and C(Set-ADServiceAccount) would.
-  - Every account is validated, and every principal looked up, before anything is changed. Each account is
-    then written with a single directory operation, so an account is never left half-changed.
+  - Every account is validated, every principal and container looked up, before anything is changed. Each
+    account is then written with a single directory operation (a recreation is a delete, then a create), so
+    an account is never left half-changed.
   - A KDS root key must exist before a gMSA is created (see M(wincontainers.gmsa.gmsa_kds_root_key)); the
     module checks that first.
   - The list options (O(accounts[].spn), O(accounts[].allowed_to_retrieve_password),

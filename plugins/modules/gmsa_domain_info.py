@@ -197,7 +197,7 @@ def describe_account(name: str, account) -> dict:
     )
 
 
-def check_retrieval(module: AnsibleModule, client, facts, account_name: str, account, check: dict) -> dict:
+def check_retrieval(module: AnsibleModule, client, facts, account_name: str, account, check: dict, key_usable: bool) -> dict:
     """Identity authenticates -> reads the password -> the gMSA gets a TGT; stop at the first failure."""
     result = dict(account=account_name, identity_authenticated=False, password_readable=False, kerberos_ticket="skipped", ok=False)
     if account is None:
@@ -208,6 +208,8 @@ def check_retrieval(module: AnsibleModule, client, facts, account_name: str, acc
         return dict(result, detail=f"the identity {check['username']} cannot authenticate: {error}")
     result["identity_authenticated"] = True
     if blob is None:
+        if not key_usable:
+            return dict(result, detail="no KDS root key is usable yet, so DCs cannot compute gMSA passwords (see kds_root_keys)")
         return dict(result, detail=f"{check['username']} may not retrieve the password of {account_name} (allowed_to_retrieve_password)")
     result["password_readable"] = True
     if not check["kerberos_ticket"]:
@@ -258,7 +260,8 @@ def main() -> None:
             found = client.find_gmsas(sorted(set(names) | set(checked), key=str.lower))
             result["accounts"] = [describe_account(name, found.get(name.lower())) for name in names]
             if check:
-                result["retrieval"] = [check_retrieval(module, client, facts, name, found.get(name.lower()), check) for name in checked]
+                key_usable = any(key["usable"] for key in result["kds_root_keys"])
+                result["retrieval"] = [check_retrieval(module, client, facts, name, found.get(name.lower()), check, key_usable) for name in checked]
                 result["retrieval_ok"] = all(item["ok"] for item in result["retrieval"])
     except (DomainError, ValidationError) as error:
         module.fail_json(msg=str(error))
