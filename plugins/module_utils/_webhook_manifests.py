@@ -19,6 +19,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import MAN
 
 DEFAULT_IMAGE = "registry.k8s.io/gmsa-webhook/k8s-gmsa-webhook:v0.13.0"
 CRD_NAME = "gmsacredentialspecs.windows.k8s.io"
+CERT_MANAGER_CRD_NAME = "certificates.cert-manager.io"
 WEBHOOK_NAME = "admission-webhook.windows-gmsa.sigs.k8s.io"
 OPT_OUT_LABEL = "windows.k8s.io/disabled"
 INSTALL_NAMESPACE_LABEL = "wincontainers.gmsa/webhook-namespace"

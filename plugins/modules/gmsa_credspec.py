@@ -19,8 +19,8 @@ description:
     writes nothing.
   - What an entry no longer asks for is removed, if this collection created it. That covers RoleBindings in
     namespaces that are no longer listed, and identity Secrets that no credspec uses any more.
-  - Writes are server-side apply with the field manager C(wincontainers.gmsa). Check mode is a server-side dry
-    run. C(--diff) hides Secret values.
+  - Writes are server-side apply with the field manager C(wincontainers.gmsa). It takes over the fields that other
+    managers set. Check mode is a server-side dry run. C(--diff) hides Secret values.
   - All input is validated before anything is changed, with errors that name the option (for example
     C(credspecs[2].host_account_config.plugin_guid)).
 author:

@@ -21,8 +21,9 @@ description:
     certificates.
   - The webhook configurations are registered only once the Deployment is Available, so pod admission is never
     pointed at a webhook that is not running. Then the module waits until the webhook answers admission requests.
-  - All writes are server-side apply with the field manager C(wincontainers.gmsa). Check mode is a server-side dry
-    run. C(--diff) shows the objects with Secret values hidden.
+  - All writes are server-side apply with the field manager C(wincontainers.gmsa). It takes over the fields that
+    other managers set, for example with C(kubectl edit). Check mode is a server-side dry run. C(--diff) shows the
+    objects with Secret values hidden.
   - Every object carries the label C(app.kubernetes.io/managed-by=wincontainers.gmsa).
     O(state=absent) deletes only objects with that label.
 author:
@@ -423,6 +424,11 @@ def install(module, cluster, reconciler, settings):
     if foreign:
         owned = ", ".join(f"{ref} (namespace {namespace})" for ref, namespace in sorted(foreign.items()))
         raise Conflict(f"another webhook install already uses the name {settings.name!r}: {owned}; choose another name")
+    if settings.cert_manager and cluster.get("CustomResourceDefinition", manifests.CERT_MANAGER_CRD_NAME) is None:
+        raise Conflict(
+            f"tls.mode=cert_manager needs cert-manager, but its CRD {manifests.CERT_MANAGER_CRD_NAME} is not installed; "
+            "install cert-manager or use tls.mode=self_signed"
+        )
     reconciler.apply(manifests.crd())
     for obj in (
         manifests.namespace(settings),

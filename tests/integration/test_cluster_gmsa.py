@@ -211,6 +211,14 @@ def test_invalid_input_is_refused_before_anything_changes(lab):
     assert our_snapshot(lab) == before
 
 
+def test_cert_manager_mode_without_cert_manager_is_refused_before_anything_changes(lab):
+    before = our_snapshot(lab)
+    play = run_play(lab, [webhook_task(tls={"mode": "cert_manager"})])
+    assert play.rc != 0
+    assert "tls.mode=cert_manager needs cert-manager, but its CRD certificates.cert-manager.io is not installed" in play.result["msg"]
+    assert play.result["objects"] == [] and our_snapshot(lab) == before
+
+
 def test_unreachable_api_server_is_reported(lab):
     play = run_play(lab, [webhook_task(host="https://127.0.0.1:9")])
     assert play.rc != 0
