@@ -334,6 +334,30 @@ def image_reference(image, registry):
     return f"{registry.rstrip('/')}/{repository}"
 
 
+_TOLERATION_FIELDS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_TOLERATION_OPERATORS = ("Exists", "Equal")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def _validate_pod_placement(params):
+    """Check the options passed to the pod spec as they are, so a typo fails before anything is applied."""
+    for key, value in params["node_selector"].items():
+        if not isinstance(value, str):
+            raise ValidationError(f"node_selector.{key}", f"must be a string (a label value), got {type(value).__name__}")
+    for index, toleration in enumerate(params["tolerations"]):
+        field = f"tolerations[{index}]"
+        unknown = sorted(set(toleration) - _TOLERATION_FIELDS)
+        if unknown:
+            raise ValidationError(field, f"unknown field(s) {', '.join(unknown)}; a toleration has {', '.join(sorted(_TOLERATION_FIELDS))}")
+        if toleration.get("operator", "Equal") not in _TOLERATION_OPERATORS:
+            raise ValidationError(f"{field}.operator", f"must be one of {', '.join(_TOLERATION_OPERATORS)}")
+        if toleration.get("effect") not in (None, "", *_TAINT_EFFECTS):
+            raise ValidationError(f"{field}.effect", f"must be one of {', '.join(_TAINT_EFFECTS)}")
+    for key, quantities in params["resources"].items():
+        if key not in ("requests", "limits") or not isinstance(quantities, dict):
+            raise ValidationError(f"resources.{key}", "resources take requests and limits, each a mapping of resource name to quantity")
+
+
 def settings_from(params):
     """Validate the options and turn them into :class:`WebhookSettings`; raises ValidationError naming the option."""
     name = validate_k8s_label(params["name"], "name")
@@ -347,6 +371,7 @@ def settings_from(params):
         raise ValidationError("replicas", "must be at least 1")
     if not 1 <= params["timeout_seconds"] <= 30:
         raise ValidationError("timeout_seconds", "must be between 1 and 30, the range the API server accepts")
+    _validate_pod_placement(params)
     tls = params["tls"]
     for option in ("validity_days", "renew_before_days", "ca_validity_days"):
         if tls[option] < 1:

@@ -37,6 +37,11 @@ def run_module(args, monkeypatch, capsys):
         ({"timeout_seconds": 31}, "timeout_seconds: must be between 1 and 30"),
         ({"replicas": 0}, "replicas: must be at least 1"),
         ({"tls": {"validity_days": 0}}, "tls.validity_days: must be at least 1"),
+        ({"node_selector": {"pool": 1}}, "node_selector.pool: must be a string"),
+        ({"tolerations": [{"key": "a", "operator": "Exists"}, {"key": "b", "efect": "NoSchedule"}]}, "tolerations[1]: unknown field(s) efect"),
+        ({"tolerations": [{"key": "a", "operator": "In"}]}, "tolerations[0].operator: must be one of Exists, Equal"),
+        ({"tolerations": [{"key": "a", "effect": "NoScheduling"}]}, "tolerations[0].effect: must be one of NoSchedule"),
+        ({"resources": {"request": {"cpu": "1"}}}, "resources.request: resources take requests and limits"),
     ],
 )
 def test_invalid_options_fail_before_the_cluster_is_touched(args, message, monkeypatch, capsys):
