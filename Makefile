@@ -10,7 +10,7 @@ PIP_STAMP := $(VENV)/.deps-installed
 # Tools from the virtual environment first (ansible-lint warns when it has to fix PATH itself).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration test clean
+.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,7 +65,13 @@ lab-status: ## show what of the lab runs (no secrets)
 integration: lab-up ## integration tests against the lab's real servers
 	$(PY) -m pytest tests/integration -q -rs
 
-test: sanity units lint changelog-lint build integration ## everything CI runs (leaves the lab up: make lab-down)
+demo: lab-up ## the main job on the lab: site playbook (domain, cluster, workload, verify) and a summary
+	hack/demo.sh $(BIN)
+
+molecule: lab-up ## molecule scenario on the lab: converge, idempotence (changed=0), verify, cleanup
+	$(BIN)/molecule test -s default
+
+test: sanity units lint changelog-lint build integration molecule ## everything CI runs (leaves the lab up: make lab-down)
 
 clean: ## remove build output (keeps the virtual environment)
 	rm -rf build tests/output
