@@ -161,14 +161,13 @@ class WinRMDomainClient(DomainClient):
         return {account.name.lower(): account for account in accounts}
 
     def create_gmsa(self, name: str, container: str, password_interval_days: int, settings: GmsaSettings) -> GmsaAccount:
-        attributes = gmsa_attribute_changes(None, settings)[0]
         data = {
             "name": name,
             "container": container,
             "password_interval_days": password_interval_days,
             "dns_host_name": settings.dns_host_name,
             "spns": list(settings.spns),
-            "membership": base64.b64encode(attributes["msDS-GroupMSAMembership"]).decode("ascii"),
+            "password_readers": list(settings.password_readers),
             "encryption_types": settings.encryption_types,
             "description": settings.description,
             "enabled": settings.enabled,
@@ -177,11 +176,14 @@ class WinRMDomainClient(DomainClient):
 
     def update_gmsa(self, account: GmsaAccount, settings: GmsaSettings) -> GmsaAccount:
         replace, clear = gmsa_attribute_changes(account.settings, settings)
+        # The cmdlet writes the descriptor from SIDs (-PrincipalsAllowedToRetrieveManagedPassword).
+        readers_changed = replace.pop("msDS-GroupMSAMembership", None) is not None
         data = {
             "object_guid": account.object_guid,
-            "replace": {name: {"base64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value for name, value in replace.items()},
+            "replace": replace,
             "clear": clear,
             "enabled": settings.enabled if settings.enabled != account.settings.enabled else None,
+            "password_readers": list(settings.password_readers) if readers_changed else None,
         }
         return self._gmsa(self.run("update_gmsa", data))
 

@@ -65,11 +65,6 @@ function ConvertTo-GmsaResult($Account) {
         enabled = $Account.Enabled
     }
 }
-# LDAP attribute values from JSON: binary values travel as {"base64": "..."}.
-function ConvertFrom-AttributeValue($Value) {
-    if ($Value -is [System.Management.Automation.PSCustomObject]) { , [byte[]][Convert]::FromBase64String($Value.base64) }
-    else { , $Value }
-}
 """
 
 DOMAIN_FACTS = r"""
@@ -98,9 +93,8 @@ $accounts = foreach ($name in $in.names) {
 $result = @{ accounts = @($accounts) }
 """
 
+# Who may retrieve the password goes through the cmdlets' own parameter (SIDs), which writes the descriptor.
 CREATE_GMSA = r"""
-$otherAttributes = @{ 'msDS-GroupMSAMembership' = [byte[]][Convert]::FromBase64String($in.membership) }
-if ($in.spns.Count) { $otherAttributes['servicePrincipalName'] = [string[]]$in.spns }
 $parameters = @{
     Name = $in.name
     SamAccountName = $in.name + '$'
@@ -109,9 +103,10 @@ $parameters = @{
     ManagedPasswordIntervalInDays = $in.password_interval_days
     KerberosEncryptionType = $in.encryption_types
     Enabled = $in.enabled
-    OtherAttributes = $otherAttributes
     PassThru = $true
 }
+if ($in.spns.Count) { $parameters['ServicePrincipalNames'] = [string[]]$in.spns }
+if ($in.password_readers.Count) { $parameters['PrincipalsAllowedToRetrieveManagedPassword'] = [string[]]$in.password_readers }
 if ($in.description) { $parameters['Description'] = $in.description }
 $created = New-ADServiceAccount @parameters
 $result = ConvertTo-GmsaResult (Get-ADServiceAccount -Identity $created.ObjectGUID -Properties $gmsaProperties)
@@ -120,10 +115,14 @@ $result = ConvertTo-GmsaResult (Get-ADServiceAccount -Identity $created.ObjectGU
 UPDATE_GMSA = r"""
 $parameters = @{ Identity = $in.object_guid }
 $replace = @{}
-foreach ($property in $in.replace.PSObject.Properties) { $replace[$property.Name] = ConvertFrom-AttributeValue $property.Value }
+foreach ($property in $in.replace.PSObject.Properties) { $replace[$property.Name] = $property.Value }
 if ($replace.Count) { $parameters['Replace'] = $replace }
 if ($in.clear.Count) { $parameters['Clear'] = [string[]]$in.clear }
 if ($null -ne $in.enabled) { $parameters['Enabled'] = $in.enabled }
+if ($null -ne $in.password_readers) {
+    $readers = if ($in.password_readers.Count) { [string[]]$in.password_readers } else { $null }
+    $parameters['PrincipalsAllowedToRetrieveManagedPassword'] = $readers
+}
 Set-ADServiceAccount @parameters
 $result = ConvertTo-GmsaResult (Get-ADServiceAccount -Identity $in.object_guid -Properties $gmsaProperties)
 """

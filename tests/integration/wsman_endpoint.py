@@ -53,7 +53,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_ldap import LdapDomainClient
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import LDAPError, escape_filter_value
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import decode_security_descriptor, encode_group_msa_membership
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import encode_group_msa_membership
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -341,7 +341,7 @@ class PowerShellOnLdap:
         settings = GmsaSettings(
             dns_host_name=data["dns_host_name"],
             spns=tuple(data["spns"]),
-            password_readers=decode_security_descriptor(base64.b64decode(data["membership"])).password_readers,
+            password_readers=tuple(data["password_readers"]),
             encryption_types=data["encryption_types"],
             description=data["description"],
             enabled=data["enabled"],
@@ -350,14 +350,14 @@ class PowerShellOnLdap:
 
     def update_gmsa(self, data: dict) -> dict:
         account = self._gmsa_by_guid(data["object_guid"])
-        # Set-ADServiceAccount -Replace/-Clear/-Enabled: the attributes the transport asked for, nothing else.
-        values = {name: base64.b64decode(value["base64"]) if isinstance(value, dict) else value for name, value in data["replace"].items()}
+        # Set-ADServiceAccount -Replace/-Clear/-Enabled/-PrincipalsAllowed...: what the transport asked for, nothing else.
+        values = data["replace"]
         settings = account.settings
-        membership = values.get("msDS-GroupMSAMembership")
+        readers = data["password_readers"]
         desired = GmsaSettings(
             dns_host_name=values.get("dNSHostName", settings.dns_host_name),
             spns=tuple(values.get("servicePrincipalName", () if "servicePrincipalName" in data["clear"] else settings.spns)),
-            password_readers=decode_security_descriptor(membership).password_readers if membership else settings.password_readers,
+            password_readers=settings.password_readers if readers is None else tuple(readers),
             encryption_types=values.get("msDS-SupportedEncryptionTypes", settings.encryption_types),
             description=None if "description" in data["clear"] else values.get("description", settings.description),
             enabled=settings.enabled if data["enabled"] is None else data["enabled"],

@@ -10,6 +10,7 @@ pywinrm protocol to see exactly what would reach the Windows host.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 
@@ -150,3 +151,19 @@ def test_one_shell_serves_every_operation():
 
 def test_encode_command_is_utf16le_base64():
     assert base64.b64decode(encode_command("Get-Date")) == "Get-Date".encode("utf-16-le")
+
+
+def test_update_names_the_password_readers_by_sid():
+    account_json = {
+        "name": "web", "sam_account_name": "web$", "distinguished_name": "CN=web,CN=Managed Service Accounts,DC=contoso,DC=com",
+        "sid": "S-1-5-21-1-2-3-1110", "object_guid": "5f1e3b47-1c2c-4d8e-9b47-2d6f3a2b9f10", "password_interval_days": 30,
+        "dns_host_name": "web.contoso.com", "spns": ["host/web"], "membership": None, "encryption_types": 24, "description": None, "enabled": True,
+    }
+    client, protocol = winrm_client({"result": {"accounts": [account_json]}})
+    account = client.find_gmsas(["web"])["web"]
+    protocol.answer = {"result": account_json}
+    client.update_gmsa(account, dataclasses.replace(account.settings, password_readers=("S-1-5-21-1-2-3-1105",), description="web"))
+    sent = json.loads(protocol.stdin[1])
+    assert sent["password_readers"] == ["S-1-5-21-1-2-3-1105"]
+    assert sent["replace"] == {"description": "web"}
+    assert sent["enabled"] is None
