@@ -308,6 +308,13 @@ def container_or_default(path: str | None, facts: DomainFacts, default_rdn: str)
     return path or f"{default_rdn},{facts.distinguished_name}"
 
 
+def check_container(client: DomainClient, container: str, field: str) -> str:
+    """Return ``container`` if it exists, else raise a ValidationError naming ``field`` (before any change)."""
+    if not client.container_exists(container):
+        raise ValidationError(field, f"the container {container!r} does not exist in the domain")
+    return container
+
+
 def encryption_type_names(value: int) -> list[str]:
     return [name for name, bit in ENCRYPTION_TYPES.items() if value & bit]
 

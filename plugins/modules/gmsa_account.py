@@ -265,6 +265,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     GmsaAccount,
     GmsaSettings,
     apply_list_changes,
+    check_container,
     container_or_default,
     domain_argument_spec,
     encryption_type_names,
@@ -444,13 +445,10 @@ def plan_accounts(client: DomainClient, accounts: list[dict]) -> list[AccountPla
         raise DomainError(
             f"{client.server}: the forest has no KDS root key, so DCs cannot compute gMSA passwords; create one first with wincontainers.gmsa.gmsa_kds_root_key"
         )
-    checked = {}
+    checked = set()
     for plan in creations:
-        key = plan.container.lower()
-        if key not in checked:
-            checked[key] = client.container_exists(plan.container)
-        if not checked[key]:
-            raise ValidationError(f"{plan.field}.path", f"the container {plan.container!r} does not exist in the domain")
+        if plan.container.lower() not in checked:
+            checked.add(check_container(client, plan.container, f"{plan.field}.path").lower())
     return plans
 
 

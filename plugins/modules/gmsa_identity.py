@@ -178,6 +178,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     DomainError,
     DomainUser,
     apply_list_changes,
+    check_container,
     container_or_default,
     domain_argument_spec,
     list_option_spec,
@@ -220,17 +221,12 @@ class GroupPlan:
                 continue  # a group that does not exist has no member to remove
             if principal_lookup_attribute(value) != "sAMAccountName":
                 raise ValidationError(f"groups.{field}", f"no group {value!r} in the domain; create_groups creates groups given by name only")
-            self.container = self.container or self._container(client, params["groups_path"])
+            self.container = self.container or check_container(
+                client, container_or_default(params["groups_path"], client.domain_facts(), "CN=Users"), "groups_path"
+            )
             self.to_create.append(value)
             dns[value] = f"CN={escape_dn_value(value)},{self.container}"
         self.dns = {suboption: None if names is None else [dns[name] for name in names if name in dns] for suboption, names in groups.items()}
-
-    @staticmethod
-    def _container(client, path: str | None) -> str:
-        container = container_or_default(path, client.domain_facts(), "CN=Users")
-        if not client.container_exists(container):
-            raise ValidationError("groups_path", f"the container {container!r} does not exist in the domain")
-        return container
 
     def create(self, client) -> None:
         for name in self.to_create:
@@ -273,9 +269,7 @@ def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> Ou
     if user is None:
         if not params["password"]:
             raise ValidationError("password", f"is required to create the user {params['name']}")
-        container = container_or_default(params["path"], client.domain_facts(), "CN=Users")
-        if not client.container_exists(container):
-            raise ValidationError("path", f"the container {container!r} does not exist in the domain")
+        container = check_container(client, container_or_default(params["path"], client.domain_facts(), "CN=Users"), "path")
     groups = GroupPlan(client, params)
     desired = desired_state(params, user, groups.dns)
     current = current_state(user) if user else dict(groups=[])
