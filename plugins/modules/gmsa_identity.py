@@ -120,6 +120,21 @@ EXAMPLES = r"""
     description: Portable identity of the Windows nodes (Kubernetes)
     groups:
       add: [WebApp01-Hosts]
+
+- name: One group per gMSA, created along with the membership (Microsoft's recommended pattern)
+  wincontainers.gmsa.gmsa_identity:
+    name: gmsa-ccg
+    password: "{{ vault_ccg_password }}"
+    groups:
+      add: [WebApp01-gMSA-Hosts, Billing-gMSA-Hosts]
+    create_groups: true
+    groups_path: OU=gMSA Groups,DC=contoso,DC=com
+
+- name: Reset the password when the domain no longer accepts the one in the vault
+  wincontainers.gmsa.gmsa_identity:
+    name: gmsa-ccg
+    password: "{{ vault_ccg_password }}"
+    update_password: always
 """
 
 RETURN = r"""
