@@ -211,3 +211,18 @@ class Reconciler:
     def summary(self) -> list[dict[str, str]]:
         """``[{object, action}]`` for the module result, in the order the objects were handled."""
         return [{"object": outcome.ref, "action": outcome.action} for outcome in self.outcomes]
+
+    def warnings(self) -> list[str]:
+        """What the user should know: predictions check mode could not validate, objects left because not ours."""
+        messages = [f"check mode could not validate {detail}" for detail in self.unvalidated]
+        kept = [outcome.ref for outcome in self.outcomes if outcome.action == "kept"]
+        if kept:
+            messages.append("left in place because this collection did not create them: " + ", ".join(kept))
+        return messages
+
+    def result(self, diff: bool) -> dict[str, Any]:
+        """The module result's ``changed``, ``objects`` and, when asked for, ``diff``."""
+        result: dict[str, Any] = {"changed": self.changed, "objects": self.summary()}
+        if diff:
+            result["diff"] = self.diff()
+        return result

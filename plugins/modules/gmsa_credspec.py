@@ -630,16 +630,11 @@ def main():
     except (ApiError, Conflict) as error:
         module.fail_json(msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [])
 
-    for warning in reconciler.unvalidated:
-        module.warn(f"check mode could not validate {warning}")
-    kept = [outcome.ref for outcome in reconciler.outcomes if outcome.action == "kept"]
-    if kept:
-        module.warn("left in place because this collection did not create them: " + ", ".join(kept))
-    result = {"changed": reconciler.changed or bool(files_changed), "credspecs": results, "objects": reconciler.summary()}
+    for warning in reconciler.warnings():
+        module.warn(warning)
+    result = dict(reconciler.result(module._diff), credspecs=results)
     if files_changed:
-        result["files"] = files_changed
-    if module._diff:
-        result["diff"] = reconciler.diff()
+        result.update(changed=True, files=files_changed)
     module.exit_json(**result)
 
 

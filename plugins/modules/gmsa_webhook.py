@@ -442,9 +442,8 @@ def foreign_cluster_objects(reconciler, settings):
     return owners
 
 
-def install(module, cluster, reconciler, settings):
-    tls = module.params["tls"]
-    result = {"image": settings.image, "ready_replicas": 0, "admission": None}
+def check_preconditions(cluster, reconciler, settings):
+    """Refuse, before anything changes, an install that would take over another one or lacks cert-manager."""
     foreign = foreign_cluster_objects(reconciler, settings)
     if foreign:
         owned = ", ".join(f"{ref} (namespace {namespace})" for ref, namespace in sorted(foreign.items()))
@@ -454,8 +453,33 @@ def install(module, cluster, reconciler, settings):
             f"tls.mode=cert_manager needs cert-manager, but its CRD {manifests.CERT_MANAGER_CRD_NAME} is not installed; "
             "install cert-manager or use tls.mode=self_signed"
         )
-    reconciler.apply(manifests.crd())
+
+
+def apply_certificates(reconciler, settings, tls, configurations_exist):
+    """Store the CA and the server certificate; return the caBundle and the ``certificate`` result."""
+    ca_live = reconciler.live(manifests.ca_secret(settings, "", "", None))
+    server_live = reconciler.live(manifests.tls_secret(settings, "", "", ""))
+    ca, previous, server, reason = plan_certificates(settings, tls, ca_live, server_live, datetime.datetime.now(datetime.timezone.utc))
+    ca_bundle = ca.cert + (previous or "")
+    reconciler.apply(manifests.ca_secret(settings, ca.cert, ca.key, previous))
+    # An existing install must trust a new CA before the webhook serves a certificate signed by it.
+    if configurations_exist:
+        _apply_configurations(reconciler, settings, ca_bundle)
+    reconciler.apply(manifests.tls_secret(settings, server.cert, server.key, ca_bundle))
+    certificate = {
+        "not_after": _tls.not_after(server.cert).isoformat(),
+        "ca_not_after": _tls.not_after(ca.cert).isoformat(),
+        "renewed": reason is not None,
+        "reason": reason,
+    }
+    return ca_bundle, certificate
+
+
+def install(module, cluster, reconciler, settings):
+    check_preconditions(cluster, reconciler, settings)
+    result = {"image": settings.image, "ready_replicas": 0, "admission": None}
     for obj in (
+        manifests.crd(),
         manifests.namespace(settings),
         manifests.service_account(settings),
         manifests.cluster_role(settings),
@@ -469,46 +493,29 @@ def install(module, cluster, reconciler, settings):
             reconciler.apply(obj)
         ca_bundle = None
     else:
-        ca_probe = manifests.ca_secret(settings, "", "", None)
-        server_probe = manifests.tls_secret(settings, "", "", "")
-        now = datetime.datetime.now(datetime.timezone.utc)
-        ca, previous, server, reason = plan_certificates(settings, tls, reconciler.live(ca_probe), reconciler.live(server_probe), now)
-        ca_bundle = ca.cert + (previous or "")
-        reconciler.apply(manifests.ca_secret(settings, ca.cert, ca.key, previous))
-        # An existing install must trust the new CA before the webhook serves a certificate signed by it.
-        if configurations_exist:
-            _apply_configurations(reconciler, settings, ca_bundle)
-        reconciler.apply(manifests.tls_secret(settings, server.cert, server.key, ca_bundle))
-        result["certificate"] = {
-            "not_after": _tls.not_after(server.cert).isoformat(),
-            "ca_not_after": _tls.not_after(ca.cert).isoformat(),
-            "renewed": reason is not None,
-            "reason": reason,
-        }
+        ca_bundle, result["certificate"] = apply_certificates(reconciler, settings, module.params["tls"], configurations_exist)
 
     deployment = reconciler.apply(manifests.deployment(settings))
     reconciler.apply(manifests.service(settings))
     reconciler.apply(manifests.pod_disruption_budget(settings))
 
     wait = module.params["wait"] and not module.check_mode
+    timeout = module.params["wait_timeout"]
     if wait:
-        deployment_ref = f"Deployment {settings.namespace}/{settings.name}"
-        wait_for(
-            lambda: deployment_status(cluster.get("Deployment", settings.name, settings.namespace)),
-            deployment_ref,
-            module.params["wait_timeout"],
-        )
-        deployment = cluster.get("Deployment", settings.name, settings.namespace)
+
+        def live_deployment():
+            return cluster.get("Deployment", settings.name, settings.namespace)
+
+        wait_for(lambda: deployment_status(live_deployment()), f"Deployment {settings.namespace}/{settings.name}", timeout)
+        deployment = live_deployment()
     # A first install registers admission only now: pointing it at pods that are not running yet would
     # refuse every new pod in the cluster.
     if settings.cert_manager or not configurations_exist:
         _apply_configurations(reconciler, settings, ca_bundle)
     if wait:
-        result["admission"] = wait_for(
-            lambda: admission_status(cluster, module.params["probe_namespace"]),
-            f"admission by webhook {settings.name} (Service {settings.namespace}/{settings.name}, probed in namespace {module.params['probe_namespace']})",
-            module.params["wait_timeout"],
-        )
+        probe_namespace = module.params["probe_namespace"]
+        what = f"admission by webhook {settings.name} (Service {settings.namespace}/{settings.name}, probed in namespace {probe_namespace})"
+        result["admission"] = wait_for(lambda: admission_status(cluster, probe_namespace), what, timeout)
     result["ready_replicas"] = (deployment.get("status") or {}).get("readyReplicas", 0)
     return result
 
@@ -569,14 +576,9 @@ def main():
         # What was already done is reported too: a failed run may have changed the cluster.
         module.fail_json(msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [])
 
-    for warning in reconciler.unvalidated:
-        module.warn(f"check mode could not validate {warning}")
-    kept = [outcome.ref for outcome in reconciler.outcomes if outcome.action == "kept"]
-    if kept:
-        module.warn("left in place because this collection did not create them: " + ", ".join(kept))
-    if module._diff:
-        result["diff"] = reconciler.diff()
-    module.exit_json(changed=reconciler.changed, objects=reconciler.summary(), **result)
+    for warning in reconciler.warnings():
+        module.warn(warning)
+    module.exit_json(**reconciler.result(module._diff), **result)
 
 
 if __name__ == "__main__":

@@ -124,9 +124,15 @@ def snapshot(lab):
     return {(item["kind"], item["metadata"].get("namespace"), item["metadata"]["name"]): item["metadata"]["uid"] for item in items}
 
 
+# Names and namespaces of everything this suite creates (other suites on the lab use other itest- names).
+OUR_PREFIXES = (
+    "itest-gmsa", "itest-staged", "itest-never-ready", "itest-refusing", "itest-foreign", "itest-other", "itestapp", "gmsa-use-itestapp", "gmsa-use-itest-other",
+)
+
+
 def ours(keys):
-    """The objects among ``keys`` that this suite creates: everything named itest, in itest namespaces, and the CRD."""
-    return {key for key in keys if "itest" in (key[1] or "") + key[2] or key == CRD_KEY}
+    """The objects among ``keys`` that this suite creates, and the CRD."""
+    return {key for key in keys if key == CRD_KEY or any(part.startswith(OUR_PREFIXES) for part in (key[1] or "", key[2]))}
 
 
 def our_snapshot(lab):
