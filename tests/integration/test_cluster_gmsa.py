@@ -126,7 +126,8 @@ def snapshot(lab):
 
 # Names and namespaces of everything this suite creates (other suites on the lab use other itest- names).
 OUR_PREFIXES = (
-    "itest-gmsa", "itest-staged", "itest-never-ready", "itest-refusing", "itest-foreign", "itest-other", "itestapp", "gmsa-use-itestapp", "gmsa-use-itest-other",
+    "itest-gmsa", "itest-staged", "itest-never-ready", "itest-refusing", "itest-foreign", "itest-other", "itestapp",
+    "gmsa-use-itestapp", "gmsa-use-itest-other",
 )
 
 
