@@ -17,7 +17,7 @@ import time
 import pytest
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import ConnectionSettings, DomainFacts, principal_lookup_attribute
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import ConnectionSettings, DomainClient, DomainFacts, principal_lookup_attribute
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_winrm import POWERSHELL_ARGUMENTS, WinRMDomainClient, encode_command
 
 tree_sitter = pytest.importorskip("tree_sitter")
@@ -167,3 +167,7 @@ def test_update_names_the_password_readers_by_sid():
     assert sent["password_readers"] == ["S-1-5-21-1-2-3-1105"]
     assert sent["replace"] == {"description": "web"}
     assert sent["enabled"] is None
+
+
+def test_every_operation_of_the_contract_has_a_script():
+    assert set(_ps_scripts.OPERATIONS) == DomainClient.__abstractmethods__ - {"close"}
