@@ -536,6 +536,32 @@ def test_staged_renewal_keeps_the_ca_bundle_and_does_not_restart_the_pods(lab, s
     assert play.rc == 0 and not play.result["changed"] and not play.result["certificate"]["renewed"]
 
 
+def test_staged_ca_rotation_keeps_the_old_ca_trusted_and_updates_trust_first(lab, staged):
+    def pem_certificates(kind):
+        bundle = base64.b64decode(kubectl_json(lab, "get", kind, STAGED)["webhooks"][0]["clientConfig"]["caBundle"]).decode()
+        return ["-----BEGIN CERTIFICATE-----" + part for part in bundle.split("-----BEGIN CERTIFICATE-----")[1:]]
+
+    old_ca = base64.b64decode(kubectl_json(lab, "get", "secret", "-n", STAGED, STAGED + "-ca")["data"]["tls.crt"]).decode()
+    assert pem_certificates("validatingwebhookconfiguration") == [old_ca]
+    # A window longer than the CA's validity puts the CA in it: a new CA signs a new server certificate.
+    play = run_play(lab, [staged_task(staged, tls={"renew_before_days": 4000})])
+    assert play.rc == 0, play.output
+    assert "not issued by the current CA" in play.result["certificate"]["reason"]
+    changed = [entry["object"] for entry in play.result["objects"] if entry["action"] != "unchanged"]
+    # The API server trusts the new CA before the webhook can serve a certificate from it.
+    assert changed == [
+        "Secret %s/%s-ca" % (STAGED, STAGED),
+        "MutatingWebhookConfiguration " + STAGED,
+        "ValidatingWebhookConfiguration " + STAGED,
+        "Secret %s/%s-tls" % (STAGED, STAGED),
+    ]
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        bundle = pem_certificates(kind)
+        assert len(bundle) == 2 and bundle[1] == old_ca and bundle[0] != old_ca
+    rerun = run_play(lab, [staged_task(staged)])
+    assert rerun.rc == 0 and not rerun.result["changed"], rerun.output
+
+
 def test_staged_upgrade_keeps_credspecs(lab, staged):
     assert run_play(lab, [credspec_task([ITEST_APP], identity=IDENTITY, overwrite=True)]).rc == 0
     uid = kubectl_json(lab, "get", "gmsacredentialspec", "itestapp")["metadata"]["uid"]
