@@ -16,6 +16,7 @@ import uuid
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
     AuthenticationFailed,
+    ConnectionSettings,
     DomainClient,
     DomainConnectionError,
     DomainError,
@@ -124,7 +125,7 @@ def _or_filter(clauses: list[str]) -> str:
 
 
 class LdapDomainClient(DomainClient):
-    def __init__(self, settings, deadline: float) -> None:
+    def __init__(self, settings: ConnectionSettings, deadline: float) -> None:
         super().__init__(settings.server, deadline)
         self._settings = settings
         self._connection = self._connect(settings.username, settings.password, _LDAP_AUTH[settings.auth])

@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
     AuthenticationFailed,
+    ConnectionSettings,
     DomainClient,
     DomainConnectionError,
     DomainError,
@@ -71,7 +72,7 @@ def _epoch(value: int) -> datetime.datetime:
 
 
 class WinRMDomainClient(DomainClient):
-    def __init__(self, settings, deadline: float) -> None:
+    def __init__(self, settings: ConnectionSettings, deadline: float) -> None:
         super().__init__(settings.server, deadline)
         if WINRM_IMPORT_ERROR:
             raise DomainError(f"the winrm transport needs the Python package pywinrm on the controller:\n{WINRM_IMPORT_ERROR}")
