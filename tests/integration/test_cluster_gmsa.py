@@ -234,9 +234,9 @@ def test_unreachable_api_server_is_reported(lab):
 
 def test_forbidden_by_rbac_is_reported_and_the_token_never_shown(lab):
     token = kubectl(lab, "create", "token", "-n", APPS, "nobody").strip()
-    play = run_play(lab, [webhook_task(kubeconfig=None, host=lab["server"], api_key=token, ca_cert=lab["ca_file"])])
+    play = run_play(lab, [webhook_task(kubeconfig=None, host=lab["server"], api_key=token, ca_cert=lab["ca_file"])], "-vvv", callback="default")
     assert play.rc != 0
-    assert "forbidden by RBAC" in play.result["msg"] and "system:serviceaccount:%s:nobody" % APPS in play.result["msg"]
+    assert "forbidden by RBAC" in play.output and "system:serviceaccount:%s:nobody" % APPS in play.output
     assert token not in play.output
 
 
