@@ -52,10 +52,19 @@ def _required_mapping(value: Any, filter_name: str, what: str) -> Mapping[str, A
     return value
 
 
-def in_pod_check(output: str, check: str, domain: str, account: str | None = None) -> dict[str, Any]:
-    """Read the output of an in-pod check (``nltest /parentdomain``, ``nltest /sc_verify:<domain>``, ``klist get krbtgt``)."""
+def in_pod_check(output: str | Mapping[str, Any], check: str, domain: str, account: str | None = None) -> dict[str, Any]:
+    """Read an in-pod check (``nltest /parentdomain``, ``nltest /sc_verify:<domain>``, ``klist get krbtgt``).
+
+    ``output`` is the command's output, or the registered result of ``kubernetes.core.k8s_exec``: a command that could
+    not run in the pod (no output) is a failure that says why, not an unreadable output.
+    """
+    if isinstance(output, Mapping):
+        if output.get("failed") or not isinstance(output.get("stdout"), str):
+            reason = output.get("msg") or output.get("stderr") or "the exec returned no output"
+            return check_result(check, FAILED, f"could not run in the pod: {reason}", {"rc": output.get("rc")})
+        output = output["stdout"]
     if not isinstance(output, str):
-        raise AnsibleFilterError(f"in_pod_check: _input must be the command's output (a string), got {type(output).__name__}")
+        raise AnsibleFilterError(f"in_pod_check: _input must be the command's output or a k8s_exec result, got {type(output).__name__}")
     try:
         return parse_in_pod_check(check, output, domain, account)
     except ValueError as error:

@@ -51,6 +51,14 @@ def test_in_pod_check_names_the_cause_of_a_failure():
     assert (result["state"], result["cause"]) == ("failed", "dns")
 
 
+def test_in_pod_check_takes_a_k8s_exec_result():
+    exec_result = {"changed": False, "rc": 0, "stdout": published("nltest_parentdomain_success.txt"), "stderr": ""}
+    assert in_pod_check(exec_result, "nltest /parentdomain", "appmig.local")["state"] == "passed"
+    failed = in_pod_check({"failed": True, "msg": "container not found (\"app\")"}, "klist get krbtgt", "contoso.com")
+    assert (failed["state"], failed["summary"]) == ("failed", 'could not run in the pod: container not found ("app")')
+    assert in_pod_check({"changed": False}, "klist get krbtgt", "contoso.com")["summary"] == "could not run in the pod: the exec returned no output"
+
+
 def test_in_pod_check_rejects_unknown_checks_and_non_text():
     with pytest.raises(AnsibleFilterError, match="in_pod_check: check: 'whoami'"):
         in_pod_check("", "whoami", "contoso.com")
