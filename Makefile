@@ -69,6 +69,7 @@ demo: lab-up ## the main job on the lab: site playbook (domain, cluster, workloa
 	hack/demo.sh $(BIN)
 
 molecule: lab-up ## molecule scenario on the lab: converge, idempotence (changed=0), verify, cleanup
+	hack/collections-path.sh >/dev/null
 	$(BIN)/molecule test -s default
 
 test: sanity units lint changelog-lint build integration molecule ## everything CI runs (leaves the lab up: make lab-down)

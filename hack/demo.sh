@@ -12,10 +12,7 @@ inventory="$root/examples/inventories/lab"
 log_dir="$root/build/demo"
 mkdir -p "$log_dir"
 
-# The checkout as the collection wincontainers.gmsa (the layout ansible expects), without copying it.
-collections="$root/.cache/collections"
-mkdir -p "$collections/ansible_collections/wincontainers"
-ln -sfn "$root" "$collections/ansible_collections/wincontainers/gmsa"
+collections=$("$root/hack/collections-path.sh")
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_DEPRECATION_WARNINGS=false
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-$([ -t 1 ] && echo true || echo false)}
