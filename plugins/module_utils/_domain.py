@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import (
     decode_security_descriptor,
     encode_group_msa_membership,
@@ -340,8 +340,20 @@ def encryption_types_value(names: list[str] | tuple[str, ...]) -> int:
 
 # --- connection options, documented in doc_fragments/domain_connection.py ---------------------------------
 
+def _non_empty_env_fallback(*names: str) -> str:
+    """Like Ansible's env_fallback, but an empty variable counts as not set.
+
+    AWX injects every field of a credential type, empty when the user left it blank; an empty
+    GMSA_DOMAIN_PORT must fall through to the default, not fail as "not an int".
+    """
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    raise AnsibleFallbackNotFound
+
+
 def _option(type_: str, env: str, **extra: Any) -> dict:
-    return dict(type=type_, fallback=(env_fallback, [env]), **extra)
+    return dict(type=type_, fallback=(_non_empty_env_fallback, [env]), **extra)
 
 
 DOMAIN_CONNECTION_ARGUMENT_SPEC = dict(

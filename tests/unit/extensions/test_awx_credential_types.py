@@ -147,12 +147,6 @@ def test_domain_connection_lab_switch_turns_certificate_validation_off(tmp_path,
     assert connection_params(env, monkeypatch)["domain_validate_certs"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="AWX sets every injected variable, empty when its input is; the domain modules' env fallback still takes an empty "
-    "GMSA_DOMAIN_PORT or GMSA_DOMAIN_TRANSPORT as a value instead of as not set",
-)
 def test_domain_connection_with_only_the_required_inputs_reaches_the_modules(tmp_path, monkeypatch):
     inputs = {"server": "dc01.contoso.com", "username": "CONTOSO\\gmsa-admin", "password": "S3cret!"}
     env = awx_inject(load("gmsa_domain_connection.yml"), inputs, tmp_path)[0]
