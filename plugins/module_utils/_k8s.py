@@ -157,9 +157,8 @@ class Cluster:
             if error.status == 404:
                 return []
             raise
-        api_version, list_kind = answer.get("apiVersion", KINDS[kind].api_version), kind
         # List items carry neither apiVersion nor kind; the rest of the collection expects both.
-        return [dict(item, apiVersion=api_version, kind=list_kind) for item in answer.get("items", [])]
+        return [dict(item, apiVersion=KINDS[kind].api_version, kind=kind) for item in answer.get("items", [])]
 
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply with the collection's field manager; conflicts with other managers are taken over."""
