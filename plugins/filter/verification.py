@@ -152,17 +152,26 @@ def workload_dns_check(pod_spec: Mapping[str, Any] | None, dns_servers: Sequence
 
 
 def admission_checks(
-    admitted: Mapping[str, Any], refused: Mapping[str, Any], credspec: str, service_account: str, other_service_account: str
+    admitted: Mapping[str, Any],
+    refused: Mapping[str, Any],
+    credspec: str,
+    service_account: str,
+    other_service_account: str,
+    not_verifiable_reason: str | None = None,
 ) -> list[dict[str, Any]]:
     """Read two server-side dry-run pod creations (registered kubernetes.core.k8s results) as the webhook's two checks.
 
     ``admitted`` is the pod of ``service_account``, which may ``use`` the credspec: the webhook must admit it and
     inline the credspec's contents. ``refused`` is the pod of ``other_service_account``: the webhook must refuse it.
+    With ``not_verifiable_reason``, nothing was asked: both checks are not verifiable here, for that reason.
     """
+    check = f"webhook admits a pod of {service_account} using {credspec}"
+    refusal = f"webhook refuses a pod of {other_service_account} using {credspec}"
+    if not_verifiable_reason:
+        return [not_verifiable(check, not_verifiable_reason), not_verifiable(refusal, not_verifiable_reason)]
     admitted = _required_mapping(admitted, "admission_checks", "_input")
     refused = _required_mapping(refused, "admission_checks", "refused")
     results = []
-    check = f"webhook admits a pod of {service_account} using {credspec}"
     if admitted.get("failed"):
         results.append(check_result(check, FAILED, f"refused: {admitted.get('msg') or admitted.get('error')}", {}, _ADMISSION))
     else:
@@ -172,7 +181,7 @@ def admission_checks(
             results.append(check_result(check, PASSED, "admitted, and the webhook inlined the credential spec", {"gmsaCredentialSpec": inlined}))
         else:
             results.append(check_result(check, FAILED, "admitted without the credential spec inlined: the webhook did not mutate the pod", {}, _ADMISSION))
-    check = f"webhook refuses a pod of {other_service_account} using {credspec}"
+    check = refusal
     message = str(refused.get("msg") or refused.get("error") or "")
     if not refused.get("failed"):
         results.append(check_result(check, FAILED, "admitted: the webhook does not enforce who may use the credspec", {}, _ADMISSION))

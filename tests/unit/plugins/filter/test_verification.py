@@ -146,6 +146,14 @@ def test_admission_checks_fail_without_a_working_webhook():
     assert [result["summary"] for result in other] == ["refused: no endpoints", "refused for another reason: no endpoints"]
 
 
+def test_admission_checks_that_cannot_run_here_keep_their_names():
+    results = admission_checks({}, {}, "webapp01", "webapp01", "default", not_verifiable_reason="webhook binary unavailable")
+    assert [(result["check"], result["state"], result["summary"]) for result in results] == [
+        ("webhook admits a pod of webapp01 using webapp01", "not_verifiable", "webhook binary unavailable"),
+        ("webhook refuses a pod of default using webapp01", "not_verifiable", "webhook binary unavailable"),
+    ]
+
+
 def test_windows_nodes_check():
     nodes = [{"metadata": {"name": "win-0", "labels": {"kubernetes.io/os": "windows"}}}]
     pods = [{"metadata": {"name": "web-1"}, "spec": {"nodeName": "win-0"}}]
