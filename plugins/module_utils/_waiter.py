@@ -68,7 +68,10 @@ def admission_status(cluster: Cluster, namespace: str) -> tuple[bool, str]:
         if error.reason == "Forbidden" and "cannot create resource" in str(error):
             raise  # RBAC refuses the probe itself: waiting cannot help
         return False, f"admission of a probe pod in namespace {namespace} failed: {error}"
-    return False, f"a probe pod in namespace {namespace} naming a missing credspec was admitted: the webhook is not called there"
+    return False, (
+        f"a probe pod in namespace {namespace} naming a missing credspec was admitted: the webhook was not called, "
+        "or failed and failurePolicy Ignore let the pod through"
+    )
 
 
 def wait_for(check: Callable[[], tuple[bool, str]], what: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> str:

@@ -367,6 +367,8 @@ def settings_from(params):
         validate_k8s_label(params[option], option)
     for index, excluded in enumerate(params["excluded_namespaces"]):
         validate_k8s_label(excluded, f"excluded_namespaces[{index}]")
+    if params["probe_namespace"] in (params["namespace"], *params["excluded_namespaces"]):
+        raise ValidationError("probe_namespace", f"{params['probe_namespace']!r} is skipped by the webhooks, so a probe there cannot show that admission works")
     if params["replicas"] < 1:
         raise ValidationError("replicas", "must be at least 1")
     if not 1 <= params["timeout_seconds"] <= 30:

@@ -461,7 +461,7 @@ STAGED = "itest-staged"
 @pytest.fixture(name="staged", scope="module")
 def fixture_staged(lab, gmsa_crd):
     others = sorted(item["metadata"]["name"] for item in kubectl_json(lab, "get", "namespaces")["items"] if item["metadata"]["name"] != APPS)
-    options = {"name": STAGED, "namespace": STAGED, "wait": False, "excluded_namespaces": others + [STAGED]}
+    options = {"name": STAGED, "namespace": STAGED, "wait": False, "excluded_namespaces": others + [STAGED], "probe_namespace": APPS}
     before = our_snapshot(lab)
     started = time.monotonic()
     first = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": options}])

@@ -36,6 +36,7 @@ def run_module(args, monkeypatch, capsys):
         ({"excluded_namespaces": ["kube-system", "Bad"]}, "excluded_namespaces[1]: "),
         ({"timeout_seconds": 31}, "timeout_seconds: must be between 1 and 30"),
         ({"replicas": 0}, "replicas: must be at least 1"),
+        ({"excluded_namespaces": ["default"]}, "probe_namespace: 'default' is skipped by the webhooks"),
         ({"tls": {"validity_days": 0}}, "tls.validity_days: must be at least 1"),
         ({"node_selector": {"pool": 1}}, "node_selector.pool: must be a string"),
         ({"tolerations": [{"key": "a", "operator": "Exists"}, {"key": "b", "efect": "NoSchedule"}]}, "tolerations[1]: unknown field(s) efect"),
