@@ -222,7 +222,7 @@ EXAMPLES = r"""
         service_accounts:
           - {name: webapp, namespace: web}
         host_account_config:
-          plugin_guid: "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}"
+          plugin_guid: "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}"   # the CLSID of your CCG plugin (placeholder)
           plugin_input: "SecretNamespace=${secret_namespace};SecretName=${secret_name}"
       - account_name: Reports$
         name: reports
