@@ -126,31 +126,34 @@ class Reconciler:
     def _key(obj: dict[str, Any]) -> tuple[str, str | None, str]:
         return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
 
-    def prefetch(
-        self, kind: str, namespace: str | None = None, field_selector: str | None = None, expect: list[dict[str, Any]] | None = None
-    ) -> list[dict[str, Any]]:
+    def prefetch(self, kind: str, namespace: str | None = None, expect: list[dict[str, Any]] | None = None, **selectors: str) -> list[dict[str, Any]]:
         """List a kind in one request; later lookups of the listed objects cost nothing.
 
-        Without a field selector the listing is complete for ``namespace`` (all namespaces when None), so any
-        object not in it is known not to exist. With one, only the objects in ``expect`` (which the selector
-        would have matched) are known not to exist when missing.
+        Without selectors (``label_selector``, ``field_selector``) the listing is complete for ``namespace`` (all
+        namespaces when None), so any object not in it is known not to exist. With them, only the objects in
+        ``expect`` (which the selectors would have matched) are known not to exist when missing.
         """
-        items = self.cluster.list(kind, namespace, field_selector=field_selector)
+        items = self.cluster.list(kind, namespace, **selectors)
         for item in items:
             self._known[self._key(item)] = item
-        if field_selector is None:
+        if not selectors:
             self._listed.add((kind, namespace))
         for obj in expect or ():
             self._known.setdefault(self._key(obj), None)
         return items
+
+    def known(self, obj: dict[str, Any]) -> bool:
+        """Whether the live state of ``obj`` is known without another request."""
+        kind, namespace, _name = key = self._key(obj)
+        return key in self._known or (kind, namespace) in self._listed or (kind, None) in self._listed
 
     def live(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """The live object named like ``obj``, or None."""
         key = self._key(obj)
         if key not in self._known:
             kind, namespace, name = key
-            listed = (kind, namespace) in self._listed or (kind, None) in self._listed
-            self._known[key] = None if listed else self.cluster.get(kind, name, namespace)
+            # Known without being in _known: a complete listing did not have it.
+            self._known[key] = None if self.known(obj) else self.cluster.get(kind, name, namespace)
         return self._known[key]
 
     @property

@@ -548,8 +548,14 @@ def ensure_present(module, cluster, reconciler, plans):
     credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
     reconciler.prefetch("ClusterRole")
     bindings = reconciler.prefetch("RoleBinding")
-    for secret_name in sorted({obj["metadata"]["name"] for obj in desired if obj["kind"] == "Secret"}):
-        reconciler.prefetch("Secret", field_selector=f"metadata.name={secret_name}", expect=[obj for obj in desired if obj["kind"] == "Secret"])
+    # Secrets are not listed whole (a namespace may hold many, with their data): the collection's own in each
+    # namespace, then by name across namespaces what is still unknown (first runs, takeovers).
+    secrets = [obj for obj in desired if obj["kind"] == "Secret"]
+    for namespace in sorted({obj["metadata"]["namespace"] for obj in secrets}):
+        reconciler.prefetch("Secret", namespace, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+    for secret_name in sorted({obj["metadata"]["name"] for obj in secrets if not reconciler.known(obj)}):
+        named = [obj for obj in secrets if obj["metadata"]["name"] == secret_name]
+        reconciler.prefetch("Secret", expect=named, field_selector=f"metadata.name={secret_name}")
 
     if not module.params["overwrite"]:
         conflicts = [

@@ -173,3 +173,16 @@ def test_missing_object_is_not_reported_on_delete():
     reconciler = Reconciler(FakeCluster(), check_mode=False)
     reconciler.delete(_service())
     assert reconciler.summary() == [] and not reconciler.changed
+
+
+def test_a_selected_listing_knows_only_what_it_returned_or_was_told_to_expect():
+    present, absent, unknown = _service(), _service(), _service()
+    absent["metadata"]["name"], unknown["metadata"]["name"] = "absent", "unknown"
+    cluster = FakeCluster([present])
+    reconciler = Reconciler(cluster, check_mode=False)
+    reconciler.prefetch("Service", "ns", expect=[absent], label_selector="app.kubernetes.io/managed-by=wincontainers.gmsa")
+    assert reconciler.known(present) and reconciler.known(absent) and not reconciler.known(unknown)
+    cluster.calls.clear()
+    assert reconciler.live(absent) is None and reconciler.live(present)["spec"] == {"value": "a"}
+    assert reconciler.live(unknown) is None
+    assert cluster.calls == [("get", "Service", "unknown")]
