@@ -449,14 +449,11 @@ def plan_entry(entry, index, params):
 def manifests(plan):
     """The objects of one planned entry: credspec, ClusterRole, RoleBindings, identity Secrets."""
     name, role_name = plan["name"], plan["role_name"]
-    annotations = {SECRETS_ANNOTATION: ",".join(f"{ns}/{secret}" for ns, secret in plan["secrets"])} if plan["secrets"] else {}
+    credspec_metadata = {"name": name, "labels": _labels("gmsa-credspec", name)}
+    if plan["secrets"]:
+        credspec_metadata["annotations"] = {SECRETS_ANNOTATION: ",".join(f"{namespace}/{secret}" for namespace, secret in plan["secrets"])}
     objects = [
-        {
-            "apiVersion": "windows.k8s.io/v1",
-            "kind": "GMSACredentialSpec",
-            "metadata": dict({"name": name, "labels": _labels("gmsa-credspec", name)}, **({"annotations": annotations} if annotations else {})),
-            "credspec": plan["credspec"],
-        },
+        {"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": credspec_metadata, "credspec": plan["credspec"]},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
