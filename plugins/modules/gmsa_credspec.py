@@ -611,10 +611,11 @@ def main():
     params = module.params
     try:
         plans = [plan_entry(entry, index, params) for index, entry in enumerate(params["credspecs"])]
-        names = [plan["name"] for plan in plans]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValidationError("credspecs", f"several entries give the GMSACredentialSpec name(s) {', '.join(duplicates)}; set name to tell them apart")
+        for key, what, option in (("name", "GMSACredentialSpec", "name"), ("role_name", "ClusterRole", "cluster_role_name")):
+            names = [plan[key] for plan in plans]
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValidationError("credspecs", f"several entries give the {what} name(s) {', '.join(duplicates)}; set {option} to tell them apart")
         if params["state"] == "present":
             secrets = {}
             for plan in plans:

@@ -45,7 +45,11 @@ def run_module(args, monkeypatch, capsys):
         ),
         ({"account_name": "WebApp02", "service_accounts": [{"name": "web", "namespace": "Web"}]}, "credspecs[1].service_accounts[0].namespace: "),
         ({"account_name": "WebApp02", "cluster_role_name": "Role!"}, "credspecs[1].cluster_role_name: "),
-        ({"account_name": "webapp01"}, "credspecs: several entries give the GMSACredentialSpec name(s) webapp01"),
+        ({"account_name": "webapp01"}, "credspecs: several entries give the GMSACredentialSpec name(s) webapp01; set name"),
+        (
+            {"account_name": "WebApp02", "cluster_role_name": "gmsa-use-webapp01"},
+            "credspecs: several entries give the ClusterRole name(s) gmsa-use-webapp01; set cluster_role_name",
+        ),
         ({"account_name": "WebApp02", "domain": dict(DOMAIN, sid=DOMAIN["sid"] + "-1104")}, "credspecs[1].domain.sid: "),
     ],
 )
