@@ -189,7 +189,7 @@ def fixture_lab(kube_lab):
     webhook.stop(kube_lab, NAMESPACE, NAME)
     command = [kube_lab["binaries"]["kubectl"], "--kubeconfig", kube_lab["kubeconfig"], "delete", "namespace", APPS, "--ignore-not-found", "--wait"]
     subprocess.run(command, capture_output=True, check=False)
-    if CRD_KEY not in before and not kubectl_json(kube_lab, "get", "gmsacredentialspecs")["items"]:
+    if CRD_KEY not in before and CRD_KEY in snapshot(kube_lab) and not kubectl_json(kube_lab, "get", "gmsacredentialspecs")["items"]:
         kubectl(kube_lab, "delete", "crd", CRD_KEY[2], "--ignore-not-found")
 
 
