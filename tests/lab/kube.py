@@ -20,6 +20,11 @@ CLUSTER_NAME = "wgmsa"
 # Pod IPs come from this range; tests/lab/webhook.py owns the ones it serves inside a network namespace
 # of its own, so the API server never dials an address outside this machine.
 POD_CIDR = "10.244.0.0/16"
+# While the lab runs, these ranges are blackholed on the host: a webhook call to a kwok pod IP that no lab
+# network namespace owns (a pod nothing serves), or to a Service IP (kube-apiserver's default
+# --service-cluster-ip-range), fails here instead of following the default route off the machine. The /32
+# routes of served pods are more specific and win.
+BLACKHOLED_RANGES = (POD_CIDR, "10.0.0.0/24")
 KUBE_TOOLS = ("kubernetes", "etcd", "kwok")
 # An inherited proxy would carry kube-apiserver's webhook calls to pod IPs off this machine.
 PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}
@@ -210,9 +215,17 @@ def up(state_dir=None):
         binaries = _binaries()
     except build.BuildError as error:
         raise LabError(str(error)) from error
+    _set_blackholes("replace")
     _ensure_cluster(state_dir, binaries)
     _ensure_nodes(state_dir, binaries)
     return _facts(state_dir, binaries)
+
+
+def _set_blackholes(action):
+    for cidr in BLACKHOLED_RANGES:
+        result = subprocess.run(["ip", "route", action, "blackhole", cidr], capture_output=True, text=True, check=False)
+        if result.returncode != 0 and action == "replace":
+            raise LabError("cannot blackhole %s on this host (needs root and iproute2): %s" % (cidr, result.stderr.strip()))
 
 
 def _tracked_pids(state_dir):
@@ -251,6 +264,7 @@ def down(state_dir=None):
     pids = _tracked_pids(state_dir)
     _kwokctl(state_dir, _binaries(), "delete", "cluster", "--kubeconfig", kubeconfig_path(state_dir))
     _wait_stopped(pids)
+    _set_blackholes("del")
     if os.path.exists(kubeconfig_path(state_dir)):
         os.remove(kubeconfig_path(state_dir))
 
