@@ -23,6 +23,7 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import sys
 
 import ansible_runner
@@ -119,6 +120,11 @@ def fixture_awx_job(samba_dc, kube_lab, tmp_path_factory):
     script.write_text("#!/bin/sh\ncat <<'EOF'\n" + json.dumps(inventory) + "\nEOF\n")
     script.chmod(0o700)
     yield {"dir": private_data_dir, "secrets": Secrets((samba_dc["admin_password"], identity_password, token)), "lab": kube_lab}
+    # What AWX keeps to itself: the injected credentials, and runner's record of the command with its environment.
+    # The events and stdout stay for a look after a failure; the tests proved them free of secrets.
+    shutil.rmtree(private_data_dir / "env")
+    for command in private_data_dir.glob("artifacts/*/command"):
+        command.unlink()
     kubectl(kube_lab, "delete", "clusterrolebinding", name, "--ignore-not-found")
     kubectl(kube_lab, "delete", "serviceaccount", "-n", namespace, name, "--ignore-not-found")
 
