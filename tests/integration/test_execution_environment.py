@@ -34,7 +34,8 @@ def context(tmp_path_factory):
         shutil.copy(ROOT / name, tree / name)
     run(str(BIN / "ansible-galaxy"), "collection", "build", str(ROOT), "--output-path", str(tree / "build" / "dist"))
     (tarball,) = (tree / "build" / "dist").glob("wincontainers-gmsa-*.tar.gz")
-    run(str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(tree / "build" / "installed"), str(tarball))
+    # --force: without it ansible-galaxy skips a collection it finds in any configured path, e.g. ~/.ansible.
+    run(str(BIN / "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p", str(tree / "build" / "installed"), str(tarball))
 
     output = tree / "context"
     run(str(BIN / "ansible-builder"), "create", "-f", str(tree / "extensions" / "ee" / "execution-environment.yml"), "-c", str(output),
@@ -81,6 +82,6 @@ def test_collection_requirement_installs_from_the_context(context, tmp_path):
     """What the galaxy stage runs, offline: the directory entry resolves to this collection."""
     requirements = tmp_path / "requirements.yml"
     requirements.write_text(yaml.safe_dump({"collections": [{"name": "collections/wincontainers.gmsa", "type": "dir"}]}))
-    run(str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "-r", str(requirements), "-p", str(tmp_path / "installed"),
-        cwd=context / "_build")
+    run(str(BIN / "ansible-galaxy"), "collection", "install", "--force", "--offline", "--no-deps", "-r", str(requirements),
+        "-p", str(tmp_path / "installed"), cwd=context / "_build")
     assert (tmp_path / "installed" / "ansible_collections" / "wincontainers" / "gmsa" / "MANIFEST.json").is_file()
