@@ -188,14 +188,13 @@ class Cluster:
     def delete(self, obj: dict[str, Any], dry_run: bool = False) -> bool:
         """Delete an object (dependents in the background); False when it was already gone."""
         metadata = obj["metadata"]
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if dry_run:
+            # In the body, not the query: the API server takes a DELETE's options from its body when there is
+            # one, so a dryRun query parameter next to it would be ignored and the object really deleted.
+            options["dryRun"] = ["All"]
         try:
-            self._request(
-                "delete",
-                KINDS[obj["kind"]].path(metadata.get("namespace"), metadata["name"]),
-                f"deleting {object_ref(obj)}",
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
-                dry_run="All" if dry_run else None,
-            )
+            self._request("delete", KINDS[obj["kind"]].path(metadata.get("namespace"), metadata["name"]), f"deleting {object_ref(obj)}", body=options)
         except ApiError as error:
             if error.status == 404:
                 return False

@@ -439,6 +439,19 @@ def test_removing_one_credspec_keeps_the_secret_another_still_uses(lab):
 
 
 @pytest.mark.usefixtures("gmsa_crd")
+def test_check_mode_removal_predicts_and_deletes_nothing(lab):
+    setup = run_play(lab, [credspec_task([ITEST_APP], identity=ROTATED)])
+    assert setup.rc == 0, setup.output
+    before = our_snapshot(lab)
+    play = run_play(lab, [credspec_task([ITEST_APP], state="absent")], "--check")
+    assert play.rc == 0, play.output
+    assert play.result["changed"]
+    assert our_snapshot(lab) == before
+    removal = run_play(lab, [credspec_task([ITEST_APP], state="absent")])
+    assert removal.rc == 0, removal.output
+
+
+@pytest.mark.usefixtures("gmsa_crd")
 def test_credspec_removal_leaves_the_cluster_as_before(lab):
     before = our_snapshot(lab)
     created = run_play(lab, [credspec_task([ITEST_APP], identity=ROTATED)])
