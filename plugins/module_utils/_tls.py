@@ -15,6 +15,7 @@ Everything here is pure: the caller passes ``now`` and persists the PEM text it 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 
 try:
@@ -88,15 +89,30 @@ def new_ca(common_name: str, now: datetime.datetime, validity: datetime.timedelt
     return KeyPair(cert=_cert_pem(cert), key=_key_pem(key))
 
 
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _subject_alternative_names(cert: x509.Certificate) -> list[str]:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return names.get_values_for_type(x509.DNSName) + [str(address) for address in names.get_values_for_type(x509.IPAddress)]
+
+
 def new_server_cert(ca: KeyPair, dns_names: list[str], now: datetime.datetime, validity: datetime.timedelta) -> KeyPair:
-    """A serving certificate for ``dns_names`` signed by ``ca``; it never outlives the CA."""
+    """A serving certificate for ``dns_names`` (IP addresses allowed too) signed by ``ca``; it never outlives the CA."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
     ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
     key = _new_key()
     not_after = min(now + validity, ca_cert.not_valid_after_utc)
     cert = (
         _builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]), ca_cert.subject, key.public_key(), now, not_after - now)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_general_name(name) for name in dns_names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -138,10 +154,7 @@ def server_renewal_reason(server: KeyPair, ca: KeyPair, dns_names: list[str], no
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
         return "the server certificate was not issued by the current CA"
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
+    names = _subject_alternative_names(cert)
     if sorted(names) != sorted(dns_names):
         return f"the server certificate names {sorted(names)}, the Service needs {sorted(dns_names)}"
     if cert.not_valid_after_utc - renew_before <= now:

@@ -13,10 +13,7 @@ import time
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from kubernetes import client, config, utils
 from kubernetes.client.rest import ApiException
 
@@ -161,23 +158,9 @@ def test_rbac_grants_use_only_through_the_binding(api, app_accounts, credspec):
 def _self_signed_tls(dns_name):
     """A CA and a serving certificate for dns_name, as PEM: (ca, cert, key)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lab webhook CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
-        .issuer_name(ca_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return ca.public_bytes(serialization.Encoding.PEM), cert.public_bytes(serialization.Encoding.PEM), pem_key
+    ca = _tls.new_ca("lab webhook CA", now, datetime.timedelta(days=1))
+    server = _tls.new_server_cert(ca, [dns_name], now, datetime.timedelta(days=1))
+    return ca.cert.encode(), server.cert.encode(), server.key.encode()
 
 
 def _webhook_install(ca, cert, key):

@@ -37,11 +37,7 @@ import spnego
 import spnego.channel_bindings
 import spnego.exceptions
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts, _tls
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
     DOMAIN_CONNECTION_ARGUMENT_SPEC,
@@ -458,26 +454,11 @@ def tls_files(tmp_path_factory) -> tuple[str, str, str]:
     """A CA and a server certificate for 127.0.0.1: (certificate, key, CA certificate) paths."""
     directory = tmp_path_factory.mktemp("wsman-tls")
     now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsman test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
-    )
-    certificate = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])).issuer_name(ca_name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = _tls.new_ca("wsman test CA", now, datetime.timedelta(days=1))
+    server = _tls.new_server_cert(ca, ["127.0.0.1"], now, datetime.timedelta(days=1))
     paths = [str(directory / name) for name in ("cert.pem", "key.pem", "ca.pem")]
-    for path, data in zip(paths, (
-        certificate.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-        ca.public_bytes(serialization.Encoding.PEM),
-    )):
-        with open(path, "wb") as handle:
+    for path, data in zip(paths, (server.cert, server.key, ca.cert)):
+        with open(path, "w", encoding="utf-8") as handle:
             handle.write(data)
     return tuple(paths)
 

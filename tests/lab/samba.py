@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import datetime
 import fcntl
-import ipaddress
 import json
 import os
 import secrets
@@ -35,11 +34,8 @@ import tempfile
 import time
 
 import sansldap
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from tests.lab import default_state_dir
 
 HOST = "127.0.0.1"
@@ -237,59 +233,18 @@ def _write_tls_material(paths: _Paths, dc_hostname: str) -> None:
     """A lab CA and a server certificate valid for every name and address clients use to reach the DC."""
     os.makedirs(paths.tls, mode=0o700, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    not_before = now - datetime.timedelta(days=1)
-    not_after = now + datetime.timedelta(days=3650)
+    validity = datetime.timedelta(days=3650)
+    ca = _tls.new_ca(f"wincontainers.gmsa lab CA {dc_hostname}", now, validity)
+    server = _tls.new_server_cert(ca, [dc_hostname, "localhost", HOST, "::1"], now, validity)
 
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wincontainers.gmsa lab CA {dc_hostname}")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dc_hostname)]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName([
-                x509.DNSName(dc_hostname),
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address(HOST)),
-                x509.IPAddress(ipaddress.ip_address("::1")),
-            ]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    with open(paths.ca_cert, "wb") as ca_file:
-        ca_file.write(ca_cert.public_bytes(serialization.Encoding.PEM))
-    with open(paths.server_cert, "wb") as cert_file:
-        cert_file.write(server_cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths.ca_cert, "w", encoding="utf-8") as ca_file:
+        ca_file.write(ca.cert)
+    with open(paths.server_cert, "w", encoding="utf-8") as cert_file:
+        cert_file.write(server.cert)
     # Samba refuses a TLS key readable by anyone but its owner.
     descriptor = os.open(paths.server_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as key_file:
-        key_file.write(server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        ))
+    with os.fdopen(descriptor, "w", encoding="utf-8") as key_file:
+        key_file.write(server.key)
 
 
 def _write_krb5_conf(paths: _Paths, dns_domain: str) -> None:

@@ -28,14 +28,13 @@ import sys
 import threading
 import time
 
-from tests.lab import build, kube
+from tests.lab import REPO_ROOT, build, kube
 
 # The host end of every veth: an address of our pod range that no node's podCIDR hands out.
 HOST_ADDRESS = "10.244.255.254"
 # Where the webhook finds the API server from inside its namespace (the forwarder's listening port).
 API_PORT_IN_NETNS = 6443
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FORWARDER_MODULE = "tests.lab.webhook"
 # What each tracked process's command line contains, checked before signalling a recorded PID.
 PROCESS_MARKERS = {"webhook": "gmsa-webhook", "forwarder": FORWARDER_MODULE}

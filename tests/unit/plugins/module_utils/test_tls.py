@@ -1,6 +1,7 @@
 """Unit tests for the webhook's TLS material: issuance, and when to keep or renew it."""
 
 import datetime
+import ssl
 
 import pytest
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
@@ -87,3 +88,33 @@ def test_ca_is_replaced_only_inside_its_window(ca):
 
 def test_keys_are_pkcs8_pem_without_encryption(server):
     assert server.key.startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_ip_addresses_become_ip_names_and_renewal_compares_them():
+    ca = _tls.new_ca("test CA", NOW, 3650 * DAY)
+    server = _tls.new_server_cert(ca, ["127.0.0.1", "localhost"], NOW, 365 * DAY)
+    names = x509.load_pem_x509_certificate(server.cert.encode()).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(address) for address in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert _tls.server_renewal_reason(server, ca, ["localhost", "127.0.0.1"], NOW, 30 * DAY) is None
+    assert "needs ['127.0.0.2', 'localhost']" in _tls.server_renewal_reason(server, ca, ["localhost", "127.0.0.2"], NOW, 30 * DAY)
+
+
+def test_chain_passes_strict_x509_verification(ca, server, tmp_path):
+    """Python 3.13 verifies with VERIFY_X509_STRICT by default (key identifiers, CA key usage): clients must accept the chain."""
+    (tmp_path / "ca.pem").write_text(ca.cert)
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    (tmp_path / "server.pem").write_text(server.cert + server.key)
+    server_context.load_cert_chain(str(tmp_path / "server.pem"))
+    client_side, server_side = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(server_side, client_side, server_hostname=NAMES[2])
+    accepted = server_context.wrap_bio(client_side, server_side, server_side=True)
+    for _ in range(4):
+        for end in (client, accepted):
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+    assert client.version() is not None
