@@ -20,7 +20,6 @@ import base64
 import datetime
 import hashlib
 import http.server
-import ipaddress
 import json
 import os
 import secrets

@@ -111,7 +111,7 @@ def test_chain_passes_strict_x509_verification(ca, server, tmp_path):
     client_side, server_side = ssl.MemoryBIO(), ssl.MemoryBIO()
     client = context.wrap_bio(server_side, client_side, server_hostname=NAMES[2])
     accepted = server_context.wrap_bio(client_side, server_side, server_side=True)
-    for _ in range(4):
+    for _round in range(4):
         for end in (client, accepted):
             try:
                 end.do_handshake()
