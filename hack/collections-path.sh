@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the checkout visible to Ansible as the collection wincontainers.gmsa, without copying it, and print the
-# collections path to use (ANSIBLE_COLLECTIONS_PATH). The same layout as tests/conftest.py makes for pytest.
+# collections path to use (ANSIBLE_COLLECTIONS_PATH). The same layout as tests/lab/__init__.py makes for pytest.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

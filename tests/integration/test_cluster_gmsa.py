@@ -24,9 +24,8 @@ import time
 import pytest
 import yaml
 
-import ansible_collections.wincontainers.gmsa as collection
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._webhook_manifests import crd
-from tests.lab import build, kube, webhook
+from tests.lab import COLLECTIONS_PATH, build, kube, webhook
 
 pytest_plugins = ("tests.lab.pytest_kube",)
 
@@ -55,7 +54,6 @@ SNAPSHOT_KINDS = (
     "namespaces,customresourcedefinitions,clusterroles,clusterrolebindings,mutatingwebhookconfigurations,"
     "validatingwebhookconfigurations,serviceaccounts,secrets,services,deployments,poddisruptionbudgets,rolebindings"
 )
-COLLECTIONS_PATH = os.path.dirname(os.path.dirname(os.path.dirname(collection.__path__[0])))
 
 
 class Play:

@@ -19,13 +19,12 @@ import sys
 
 import pytest
 
-import ansible_collections.wincontainers.gmsa as collection
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import open_domain_client
+from tests.lab import COLLECTIONS_PATH
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
 pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
 
-COLLECTIONS_PATH = os.path.dirname(os.path.dirname(os.path.dirname(collection.__path__[0])))
 CONNECTION_KEYS = ("domain_transport", "domain_server", "domain_port", "domain_username", "domain_password", "domain_tls", "domain_ca_cert")
 RECAP = re.compile(r"localhost\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=\d+\s+failed=(?P<failed>\d+)")
 

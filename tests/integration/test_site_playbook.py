@@ -28,18 +28,14 @@ import sys
 
 import ansible_runner
 import pytest
-import yaml
 
-import ansible_collections.wincontainers.gmsa as collection
-from tests.lab import kube
-from tests.unit.extensions.test_awx_credential_types import awx_inject
+from tests.lab import COLLECTIONS_PATH, kube
+from tests.awx_credentials import awx_inject, load
 
 pytest_plugins = ("tests.lab.pytest_samba", "tests.lab.pytest_kube")
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-COLLECTIONS_PATH = os.path.dirname(os.path.dirname(os.path.dirname(collection.__path__[0])))
-CREDENTIAL_TYPE = yaml.safe_load((ROOT / "extensions" / "awx" / "credential_types" / "gmsa_domain_connection.yml").read_text())
-IDENTITY_TYPE = yaml.safe_load((ROOT / "extensions" / "awx" / "credential_types" / "gmsa_portable_identity.yml").read_text())
+CREDENTIAL_TYPE = load("gmsa_domain_connection.yml")
+IDENTITY_TYPE = load("gmsa_portable_identity.yml")
 ACCOUNT = "ItestSite01"
 NAMESPACE = "itest-site"
 AWX_SERVICE_ACCOUNT = ("kube-system", "itest-awx-job")

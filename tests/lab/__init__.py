@@ -24,8 +24,10 @@ def _collections_root():
     return tree
 
 
-if _collections_root() not in sys.path:
-    sys.path.insert(0, _collections_root())
+# What ANSIBLE_COLLECTIONS_PATH names for playbooks that must run this checkout (and nothing installed elsewhere).
+COLLECTIONS_PATH = _collections_root()
+if COLLECTIONS_PATH not in sys.path:
+    sys.path.insert(0, COLLECTIONS_PATH)
 
 
 def cache_root():

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import pathlib
 import re
-import types
 
 import pytest
-import yaml
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 from jinja2 import meta
@@ -24,34 +22,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ansible_collections.wincontainers.gmsa.plugins.doc_fragments.domain_connection import ModuleDocFragment
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import DOMAIN_CONNECTION_ARGUMENT_SPEC, ConnectionSettings
+from tests.awx_credentials import CREDENTIAL_TYPES_DIR, awx_inject, load
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-TYPES = ROOT / "extensions" / "awx" / "credential_types"
 # What AWX accepts in a custom credential type input (awx/main/fields.py, CredentialTypeInputField.schema).
 INPUT_KEYS = {"id", "label", "type", "secret", "multiline", "format", "choices", "default", "help_text", "ask_at_runtime"}
 INPUT_ID_RE = re.compile(r"[a-zA-Z_]+[a-zA-Z0-9_]*")
-
-
-def load(name: str) -> dict:
-    return yaml.safe_load((TYPES / name).read_text())
-
-
-def awx_inject(credential_type: dict, inputs: dict, private_data_dir: pathlib.Path) -> tuple[dict, dict]:
-    """Return the environment and extra variables AWX injects for a credential with ``inputs``."""
-    namespace: dict = {"tower": types.SimpleNamespace(filename=types.SimpleNamespace())}
-    namespace.update({key: value for key, value in inputs.items() if isinstance(value, bool) or len(value)})
-    for field in credential_type["inputs"]["fields"]:
-        if field["type"] == "boolean":
-            namespace.setdefault(field["id"], False)
-    sandbox = ImmutableSandboxedEnvironment()
-    injectors = credential_type["injectors"]
-    for label, template in injectors.get("file", {}).items():
-        path = private_data_dir / label
-        path.write_text(sandbox.from_string(template).render(**namespace))
-        setattr(namespace["tower"].filename, label.split(".")[1], str(path))
-    env = {name: sandbox.from_string(template).render(**namespace) for name, template in injectors.get("env", {}).items()}
-    extra_vars = {name: sandbox.from_string(template).render(**namespace) for name, template in injectors.get("extra_vars", {}).items()}
-    return env, extra_vars
 
 
 def connection_params(env: dict, monkeypatch) -> dict:
@@ -74,7 +49,7 @@ def _fallback_env_names() -> dict[str, str]:
     return {spec["fallback"][1][0]: option for option, spec in DOMAIN_CONNECTION_ARGUMENT_SPEC.items() if "fallback" in spec}
 
 
-@pytest.mark.parametrize("name", sorted(path.name for path in TYPES.glob("*.yml")))
+@pytest.mark.parametrize("name", sorted(path.name for path in CREDENTIAL_TYPES_DIR.glob("*.yml")))
 def test_credential_type_is_what_the_awx_api_takes(name):
     credential_type = load(name)
     assert set(credential_type) == {"name", "description", "kind", "inputs", "injectors"}
@@ -95,7 +70,7 @@ def test_credential_type_is_what_the_awx_api_takes(name):
     assert referenced - {"tower"} <= set(fields), "injectors may only use the type's own inputs"
 
 
-@pytest.mark.parametrize("name", sorted(path.name for path in TYPES.glob("*.yml")))
+@pytest.mark.parametrize("name", sorted(path.name for path in CREDENTIAL_TYPES_DIR.glob("*.yml")))
 def test_passwords_are_secret(name):
     for field in load(name)["inputs"]["fields"]:
         assert field.get("secret", False) == ("password" in field["id"]), field["id"]
