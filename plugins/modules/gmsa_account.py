@@ -139,6 +139,7 @@ options:
           - Whether the account is enabled. A new account is enabled unless this is V(false).
         type: bool
 extends_documentation_fragment:
+  - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
   - wincontainers.gmsa.domain_connection
 attributes:
@@ -146,10 +147,6 @@ attributes:
     support: full
   diff_mode:
     support: full
-  platform:
-    support: full
-    platforms: posix
-    details: Runs on the controller (or an execution environment) and reaches the domain itself.
 seealso:
   - module: wincontainers.gmsa.gmsa_kds_root_key
   - module: wincontainers.gmsa.gmsa_identity

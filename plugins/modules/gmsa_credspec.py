@@ -26,6 +26,8 @@ description:
 author:
   - wincontainers.gmsa maintainers (@wincontainers)
 extends_documentation_fragment:
+  - wincontainers.gmsa.attributes
+  - ansible.builtin.action_common_attributes
   - kubernetes.core.k8s_auth_options
 options:
   state:
@@ -201,11 +203,9 @@ requirements:
   - kubernetes >= 24.2.0
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Server-side dry run. Without the CRD installed yet, the objects are predicted from their manifests.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Values of identity Secrets are shown as C(<hidden>) or C(<hidden, changed>).
 """

@@ -47,6 +47,7 @@ options:
         type: bool
         default: true
 extends_documentation_fragment:
+  - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
   - wincontainers.gmsa.domain_connection
 attributes:
@@ -55,10 +56,6 @@ attributes:
     details: The module changes nothing.
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
-    details: Runs on the controller (or an execution environment) and reaches the domain itself.
 seealso:
   - module: wincontainers.gmsa.gmsa_account
   - module: wincontainers.gmsa.gmsa_identity

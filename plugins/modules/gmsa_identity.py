@@ -93,6 +93,7 @@ options:
         to C(CN=Users) of the domain.
     type: str
 extends_documentation_fragment:
+  - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
   - wincontainers.gmsa.domain_connection
 attributes:
@@ -100,10 +101,6 @@ attributes:
     support: full
   diff_mode:
     support: full
-  platform:
-    support: full
-    platforms: posix
-    details: Runs on the controller (or an execution environment) and reaches the domain itself.
 seealso:
   - module: wincontainers.gmsa.gmsa_account
   - module: wincontainers.gmsa.gmsa_domain_info

@@ -32,6 +32,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
   - wincontainers.gmsa.domain_connection
 attributes:
@@ -39,10 +40,6 @@ attributes:
     support: full
   diff_mode:
     support: full
-  platform:
-    support: full
-    platforms: posix
-    details: Runs on the controller (or an execution environment) and reaches the domain itself.
 notes:
   - Needs Domain Admins or Enterprise Admins rights in the forest root domain.
 seealso:
