@@ -34,11 +34,6 @@ pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
 INJECTION_NAMES = ["a'b", "x$(y)", "b`c", "s;t", "*)(cn=*", 'q"r']
 
 
-@pytest.fixture(params=["ldap", "winrm"])
-def params(request, ldap_params) -> dict:
-    return ldap_params if request.param == "ldap" else request.getfixturevalue("winrm_params")
-
-
 @pytest.fixture
 def client(params):
     with open_domain_client(params) as domain_client:

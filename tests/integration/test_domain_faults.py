@@ -14,30 +14,11 @@ import secrets
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import open_domain_client
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_account, gmsa_identity
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
 pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
-
-
-@pytest.fixture(params=["ldap", "winrm"])
-def params(request, ldap_params) -> dict:
-    return ldap_params if request.param == "ldap" else request.getfixturevalue("winrm_params")
-
-
-@pytest.fixture
-def run(capsys, params):
-    """Run a module in this process with the transport's connection options; return its JSON result."""
-
-    def run_module(module, args: dict, **connection) -> dict:
-        module_args = {key: value for key, value in dict(params, **connection).items() if value is not None}
-        with patch_module_args(dict(module_args, **args)), pytest.raises(SystemExit):
-            module.main()
-        return json.loads(capsys.readouterr().out)
-
-    return run_module
 
 
 @pytest.fixture

@@ -11,25 +11,18 @@ import shutil
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_account, gmsa_domain_info, gmsa_identity
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
 pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
 
 
-@pytest.fixture(params=["ldap", "winrm"])
-def params(request, ldap_params) -> dict:
-    return ldap_params if request.param == "ldap" else request.getfixturevalue("winrm_params")
+@pytest.fixture(name="run")
+def fixture_run(run):
+    """The shared runner, failing the test when the module fails: every call here must succeed."""
 
-
-@pytest.fixture
-def run(capsys, params):
     def run_module(module, args: dict) -> dict:
-        module_args = {key: value for key, value in params.items() if value is not None}
-        with patch_module_args(dict(module_args, **args)), pytest.raises(SystemExit):
-            module.main()
-        result = json.loads(capsys.readouterr().out)
+        result = run(module, args)
         assert not result.get("failed"), result.get("msg")
         return result
 

@@ -29,11 +29,6 @@ CONNECTION_KEYS = ("domain_transport", "domain_server", "domain_port", "domain_u
 RECAP = re.compile(r"localhost\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=\d+\s+failed=(?P<failed>\d+)")
 
 
-@pytest.fixture(params=["ldap", "winrm"])
-def params(request, ldap_params) -> dict:
-    return ldap_params if request.param == "ldap" else request.getfixturevalue("winrm_params")
-
-
 def run_role(tmp_path, params: dict, role_vars: dict, *options: str) -> tuple[dict, str]:
     """ansible-playbook with the domain role; return the play recap counts and the whole output."""
     connection = {key: params[key] for key in CONNECTION_KEYS if params.get(key) is not None}
