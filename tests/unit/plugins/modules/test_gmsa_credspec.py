@@ -4,7 +4,6 @@ import base64
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_credspec
 
 DOMAIN = {
@@ -14,16 +13,6 @@ DOMAIN = {
     "guid": "244818ae-87ca-4fcd-92ec-e79e5252348a",
 }
 IDENTITY = {"username": "gmsa-portable", "password": "Pa55-w0rd!"}
-
-
-def run_module(args, monkeypatch, capsys):
-    def no_cluster(*_args, **_kwargs):
-        raise AssertionError("the module reached for the cluster")
-
-    monkeypatch.setattr(gmsa_credspec, "Cluster", no_cluster)
-    with patch_module_args(args), pytest.raises(SystemExit):
-        gmsa_credspec.main()
-    return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(
@@ -53,38 +42,41 @@ def run_module(args, monkeypatch, capsys):
         ({"account_name": "WebApp02", "domain": dict(DOMAIN, sid=DOMAIN["sid"] + "-1104")}, "credspecs[1].domain.sid: "),
     ],
 )
-def test_invalid_entries_fail_naming_the_field_before_the_cluster_is_touched(entry, message, monkeypatch, capsys):
-    result = run_module({"domain": DOMAIN, "credspecs": [{"account_name": "WebApp01"}, entry]}, monkeypatch, capsys)
+def test_invalid_entries_fail_naming_the_field_before_the_cluster_is_touched(entry, message, run_offline):
+    result = run_offline(gmsa_credspec, {"domain": DOMAIN, "credspecs": [{"account_name": "WebApp01"}, entry]})
     assert result["failed"]
     assert message in result["msg"]
 
 
-def test_one_identity_secret_cannot_hold_two_identities(monkeypatch, capsys):
+def test_one_identity_secret_cannot_hold_two_identities(run_offline):
     entries = [{"account_name": "WebApp01"}, {"account_name": "WebApp02", "identity": dict(IDENTITY, password="other")}]
-    result = run_module({"domain": DOMAIN, "identity": IDENTITY, "credspecs": entries}, monkeypatch, capsys)
+    result = run_offline(gmsa_credspec, {"domain": DOMAIN, "identity": IDENTITY, "credspecs": entries})
     assert "identity Secret default/gmsa-identity is given different identities" in result["msg"]
     assert "other" not in json.dumps(result) and IDENTITY["password"] not in json.dumps(result)
 
 
-def test_domain_is_required_for_present(monkeypatch, capsys):
-    result = run_module({"credspecs": [{"account_name": "WebApp01"}]}, monkeypatch, capsys)
+def test_domain_is_required_for_present(run_offline):
+    result = run_offline(gmsa_credspec, {"credspecs": [{"account_name": "WebApp01"}]})
     assert "credspecs[0].domain: is required" in result["msg"]
 
 
-def _plan(**entry):
-    params = {"state": "present", "domain": DOMAIN, "identity": IDENTITY}
-    defaults = {
-        "name": None,
-        "domain": None,
-        "additional_accounts": [],
-        "host_account_config": None,
-        "service_accounts": [],
-        "cluster_role_name": None,
-        "identity": None,
-        "identity_secret": {"name": "gmsa-identity", "namespaces": None},
-        "json_path": None,
-    }
-    return gmsa_credspec.plan_entry(dict(defaults, **entry), 0, params)
+# A credspecs entry as the argument spec fills it in when only account_name is given.
+ENTRY_DEFAULTS = {
+    "name": None,
+    "domain": None,
+    "additional_accounts": [],
+    "host_account_config": None,
+    "service_accounts": [],
+    "cluster_role_name": None,
+    "identity": None,
+    "identity_secret": {"name": "gmsa-identity", "namespaces": None},
+    "json_path": None,
+}
+
+
+def _plan(with_identity=True, **entry):
+    params = {"state": "present", "domain": DOMAIN, "identity": IDENTITY if with_identity else None}
+    return gmsa_credspec.plan_entry(dict(ENTRY_DEFAULTS, **entry), 0, params)
 
 
 def test_plugin_input_template_gets_the_identity_secret():
@@ -150,22 +142,7 @@ def test_manifests_allow_use_of_exactly_that_credspec_for_the_chosen_accounts():
 
 
 def test_no_identity_means_no_secret():
-    plan = gmsa_credspec.plan_entry(
-        {
-            "account_name": "WebApp01",
-            "name": None,
-            "domain": None,
-            "additional_accounts": [],
-            "host_account_config": None,
-            "service_accounts": [],
-            "cluster_role_name": None,
-            "identity": None,
-            "identity_secret": {"name": "gmsa-identity", "namespaces": None},
-            "json_path": None,
-        },
-        0,
-        {"state": "present", "domain": DOMAIN, "identity": None},
-    )
+    plan = _plan(with_identity=False, account_name="WebApp01")
     assert [obj["kind"] for obj in gmsa_credspec.manifests(plan)] == ["GMSACredentialSpec", "ClusterRole"]
 
 

@@ -2,10 +2,8 @@
 
 import base64
 import datetime
-import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _webhook_manifests as manifests
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_webhook
@@ -13,18 +11,6 @@ from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_webhook
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.timezone.utc)
 TLS = {"mode": "self_signed", "validity_days": 365, "renew_before_days": 30, "ca_validity_days": 3650}
 SETTINGS = manifests.WebhookSettings()
-
-
-def run_module(args, monkeypatch, capsys):
-    """Run the module's main(); the cluster must never be reached."""
-
-    def no_cluster(*_args, **_kwargs):
-        raise AssertionError("the module reached for the cluster")
-
-    monkeypatch.setattr(gmsa_webhook, "Cluster", no_cluster)
-    with patch_module_args(args), pytest.raises(SystemExit):
-        gmsa_webhook.main()
-    return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(
@@ -45,8 +31,8 @@ def run_module(args, monkeypatch, capsys):
         ({"resources": {"request": {"cpu": "1"}}}, "resources.request: resources take requests and limits"),
     ],
 )
-def test_invalid_options_fail_before_the_cluster_is_touched(args, message, monkeypatch, capsys):
-    result = run_module(args, monkeypatch, capsys)
+def test_invalid_options_fail_before_the_cluster_is_touched(args, message, run_offline):
+    result = run_offline(gmsa_webhook, args)
     assert result["failed"]
     assert message in result["msg"]
 
