@@ -22,7 +22,7 @@ import yaml  # noqa: E402 pylint: disable=wrong-import-position
 # tests.conftest makes the checkout importable as ansible_collections.wincontainers.gmsa.
 import tests.conftest  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import
 import ansible_collections.wincontainers.gmsa as collection  # noqa: E402 pylint: disable=wrong-import-position
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._webhook_manifests import crd  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._webhook_manifests import crd  # noqa: E402 pylint: disable=wrong-import-position
 from ansible_collections.wincontainers.gmsa.plugins.modules.gmsa_credspec import manifests, plan_entry  # noqa: E402 pylint: disable=wrong-import-position
 from tests.lab import kube  # noqa: E402 pylint: disable=wrong-import-position
 

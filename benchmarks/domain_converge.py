@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 # tests.conftest makes the checkout importable as ansible_collections.wincontainers.gmsa.
 import tests.conftest  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import
 import ansible_collections.wincontainers.gmsa as collection  # noqa: E402 pylint: disable=wrong-import-position
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import open_domain_client  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import open_domain_client  # noqa: E402 pylint: disable=wrong-import-position
 from tests.lab import samba  # noqa: E402 pylint: disable=wrong-import-position
 
 COLLECTIONS_PATH = os.path.dirname(os.path.dirname(os.path.dirname(collection.__path__[0])))

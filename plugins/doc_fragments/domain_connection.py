@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The options of plugins/module_utils/_domain.py DOMAIN_CONNECTION_ARGUMENT_SPEC.
+    # The options of plugins/module_utils/domain/_client.py DOMAIN_CONNECTION_ARGUMENT_SPEC.
     DOCUMENTATION = r"""
 options:
   domain_transport:

@@ -252,7 +252,7 @@ accounts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     DEFAULT_ENCRYPTION_TYPES,
     DEFAULT_PASSWORD_INTERVAL_DAYS,
     ENCRYPTION_TYPES,

@@ -302,8 +302,8 @@ import re
 import tempfile
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, build_credspec, to_json
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import MANAGED_BY, MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s_apply import Conflict, Reconciler, is_managed
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY, MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
     credspec_name_from_account,

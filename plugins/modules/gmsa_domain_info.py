@@ -168,14 +168,14 @@ retrieval_ok:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     AuthenticationFailed,
     DomainError,
     domain_argument_spec,
     open_domain_client,
     settings_facts,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._gmsa_password import BlobError, request_ticket
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._gmsa_password import BlobError, request_ticket
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_gmsa_name
 
 

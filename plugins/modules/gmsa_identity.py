@@ -186,7 +186,7 @@ created_groups:
 from dataclasses import dataclass
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     DomainError,
     DomainUser,
     apply_list_changes,
@@ -198,7 +198,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     open_domain_client,
     principal_lookup_attribute,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import escape_dn_value
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import escape_dn_value
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError
 
 

@@ -95,7 +95,7 @@ usable:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     KDS_REPLICATION_DELAY,
     DomainError,
     KdsRootKey,

@@ -282,11 +282,12 @@ import datetime
 import re
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls, _webhook_manifests as manifests
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import ApiError, Cluster, cluster_module, object_ref
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s_apply import Conflict, Reconciler
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _webhook_manifests as manifests
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster, cluster_module, object_ref
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_label
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._waiter import WaitTimeout, admission_status, deployment_status, wait_for
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter import WaitTimeout, admission_status, deployment_status, wait_for
 
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),

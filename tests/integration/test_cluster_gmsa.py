@@ -24,7 +24,7 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._webhook_manifests import crd
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._webhook_manifests import crd
 from tests.lab import COLLECTIONS_PATH, build, kube, webhook
 
 pytest_plugins = ("tests.lab.pytest_kube",)

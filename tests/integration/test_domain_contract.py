@@ -19,14 +19,14 @@ import subprocess
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     AuthenticationFailed,
     DomainConnectionError,
     DomainError,
     GmsaSettings,
     open_domain_client,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._gmsa_password import request_ticket
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._gmsa_password import request_ticket
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
 pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")

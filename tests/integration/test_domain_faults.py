@@ -14,7 +14,7 @@ import secrets
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import open_domain_client
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import open_domain_client
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_account, gmsa_identity
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).

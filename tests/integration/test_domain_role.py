@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import open_domain_client
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import open_domain_client
 from tests.lab import COLLECTIONS_PATH
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).

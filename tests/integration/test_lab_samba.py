@@ -19,14 +19,14 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import (
     SD_FLAGS_DACL,
     LDAPConnection,
     LDAPError,
     escape_dn_value,
     escape_filter_value,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import (
     decode_security_descriptor,
     encode_group_msa_membership,
     sid_from_bytes,

@@ -36,9 +36,11 @@ import spnego
 import spnego.channel_bindings
 import spnego.exceptions
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts, _tls
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ps_scripts
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
+
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     DOMAIN_CONNECTION_ARGUMENT_SPEC,
     AuthenticationFailed,
     DomainError,
@@ -46,9 +48,9 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     KdsRootKey,
     open_domain_client,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_ldap import LdapDomainClient
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import LDAPError, escape_filter_value
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import encode_group_msa_membership
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap_transport import LdapDomainClient
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import LDAPError, escape_filter_value
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import encode_group_msa_membership
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",

@@ -21,7 +21,7 @@ from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ansible_collections.wincontainers.gmsa.plugins.doc_fragments.domain_connection import ModuleDocFragment
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import DOMAIN_CONNECTION_ARGUMENT_SPEC, ConnectionSettings
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import DOMAIN_CONNECTION_ARGUMENT_SPEC, ConnectionSettings
 from tests.awx_credentials import CREDENTIAL_TYPES_DIR, awx_inject, load
 
 # What AWX accepts in a custom credential type input (awx/main/fields.py, CredentialTypeInputField.schema).

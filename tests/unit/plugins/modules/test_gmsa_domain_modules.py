@@ -18,7 +18,7 @@ from unittest import mock
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     AuthenticationFailed,
     DomainClient,
     DomainConnectionError,

@@ -5,7 +5,7 @@ import datetime
 
 import pytest
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _webhook_manifests as manifests
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _webhook_manifests as manifests
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_webhook
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.timezone.utc)

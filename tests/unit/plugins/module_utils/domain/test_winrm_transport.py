@@ -12,8 +12,8 @@ import pytest
 import requests
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import AuthenticationFailed, ConnectionSettings, DomainConnectionError, DomainError
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_winrm import WinRMDomainClient, clixml_to_text
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import AuthenticationFailed, ConnectionSettings, DomainConnectionError, DomainError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import WinRMDomainClient, clixml_to_text
 
 CLIXML = (
     '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'

@@ -15,15 +15,15 @@ from unittest import mock
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _domain_ldap
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import AuthenticationFailed, ConnectionSettings, DomainConnectionError, GmsaSettings
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_ldap import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ldap_transport as _domain_ldap
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import AuthenticationFailed, ConnectionSettings, DomainConnectionError, GmsaSettings
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap_transport import (
     LdapDomainClient,
     datetime_to_filetime,
     filetime_to_datetime,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import LDAPEntry, LDAPError
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import decode_security_descriptor, sid_to_bytes
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import LDAPEntry, LDAPError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import decode_security_descriptor, sid_to_bytes
 
 DOMAIN_DN = "DC=contoso,DC=com"
 CONFIGURATION_DN = f"CN=Configuration,{DOMAIN_DN}"

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     ApiError,

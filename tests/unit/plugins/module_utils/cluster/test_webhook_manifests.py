@@ -3,7 +3,7 @@
 import base64
 
 import pytest
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _webhook_manifests as manifests
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _webhook_manifests as manifests
 
 SETTINGS = manifests.WebhookSettings(namespace="gmsa-system")
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import ApiError, Cluster
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster
 
 POLL_INTERVAL = 1.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     DOMAIN_CONNECTION_ARGUMENT_SPEC,
     ConnectionSettings,
     DomainError,
@@ -18,7 +18,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     list_option_values,
     principal_lookup_attribute,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import decode_security_descriptor, encode_group_msa_membership
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import decode_security_descriptor, encode_group_msa_membership
 
 READER = "S-1-5-21-1004336348-1177238915-682003330-1105"
 OTHER_READER = "S-1-5-21-1004336348-1177238915-682003330-1106"

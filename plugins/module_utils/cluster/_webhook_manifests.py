@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import MANAGED_BY, MANAGED_BY_LABEL
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY, MANAGED_BY_LABEL
 
 DEFAULT_IMAGE = "registry.k8s.io/gmsa-webhook/k8s-gmsa-webhook:v0.13.0"
 CRD_NAME = "gmsacredentialspecs.windows.k8s.io"

@@ -17,8 +17,8 @@ import re
 import traceback
 from xml.etree import ElementTree
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ps_scripts
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     AuthenticationFailed,
     ConnectionSettings,
     DomainClient,

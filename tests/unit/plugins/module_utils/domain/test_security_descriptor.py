@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import (
     ADMINISTRATORS_SID,
     Ace,
     decode_security_descriptor,

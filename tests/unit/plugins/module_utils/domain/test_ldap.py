@@ -12,8 +12,8 @@ import threading
 import pytest
 import sansldap
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ldap
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ldap
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import (
     LDAPConnection,
     LDAPEntry,
     LDAPError,

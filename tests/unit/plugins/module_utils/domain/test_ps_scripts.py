@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _ps_scripts
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import ConnectionSettings, DomainClient, DomainFacts, principal_lookup_attribute
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_winrm import POWERSHELL_ARGUMENTS, WinRMDomainClient, encode_command
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ps_scripts
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import ConnectionSettings, DomainClient, DomainFacts, principal_lookup_attribute
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import POWERSHELL_ARGUMENTS, WinRMDomainClient, encode_command
 
 tree_sitter = pytest.importorskip("tree_sitter")
 tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")

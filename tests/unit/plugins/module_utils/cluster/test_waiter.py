@@ -1,8 +1,8 @@
 """Unit tests for the waiter: what counts as ready, and timeouts that name what is not."""
 
 import pytest
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _waiter
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import ApiError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _waiter
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError
 
 
 def _deployment(generation=2, observed=2, replicas=2, updated=2, ready=2, available="True"):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.module_utils.errors import AnsibleFallbackNotFound
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import (
     decode_security_descriptor,
     encode_group_msa_membership,
 )
@@ -427,9 +427,9 @@ def open_domain_client(params: dict) -> DomainClient:
     deadline = time.monotonic() + settings.timeout
     # Imported here: each transport imports this module for the base class.
     if settings.transport == "winrm":
-        from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_winrm import WinRMDomainClient
+        from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import WinRMDomainClient
 
         return WinRMDomainClient(settings, deadline)
-    from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain_ldap import LdapDomainClient
+    from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap_transport import LdapDomainClient
 
     return LdapDomainClient(settings, deadline)

@@ -14,7 +14,7 @@ import datetime
 import secrets
 import uuid
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     AuthenticationFailed,
     ConnectionSettings,
     DomainClient,
@@ -30,8 +30,8 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._domain import 
     gmsa_from_attributes,
     principal_lookup_attribute,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._ldap import LDAPConnection, LDAPError, LDAPEntry, escape_dn_value, escape_filter_value
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._security_descriptor import sid_from_bytes, sid_to_bytes
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import LDAPConnection, LDAPError, LDAPEntry, escape_dn_value, escape_filter_value
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import sid_from_bytes, sid_to_bytes
 
 _LDAP_AUTH = {"ntlm": "ntlm", "kerberos": "kerberos", "basic": "simple"}
 _LDAP_TLS = {"none": None, "tls": "ldaps", "starttls": "start_tls"}

@@ -3,8 +3,8 @@
 import copy
 
 import pytest
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s import ApiError
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._k8s_apply import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import (
     DIGEST_ANNOTATION,
     HIDDEN,
     HIDDEN_CHANGED,

@@ -8,8 +8,8 @@ from unittest import mock
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils import _gmsa_password
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._gmsa_password import (
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _gmsa_password
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._gmsa_password import (
     BlobError,
     aes_key,
     current_password,
