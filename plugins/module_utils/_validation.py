@@ -17,6 +17,10 @@ import re
 # also the host part of its SPNs.
 _GMSA_NAME_FORBIDDEN = '"/\\[]:;|=,+*?<>@'
 GMSA_NAME_MAX_LENGTH = 15
+# Users' and groups' sAMAccountName: the same characters are refused (KB 909264); users' logon names are limited
+# to 20 characters ("User-Logon-Name (Pre Windows 2000)"), other principals' to the attribute's 256.
+USER_NAME_MAX_LENGTH = 20
+PRINCIPAL_NAME_MAX_LENGTH = 256
 
 # NetBIOS domain names (KB 909264): these characters are refused and a name cannot start with a period.
 # Periods elsewhere are discouraged but exist in domains upgraded from Windows NT, so they pass.
@@ -40,6 +44,16 @@ _SID_RE = re.compile(r"S-1-(?P<authority>0x[0-9a-f]{12}|\d+)(?P<sub_authorities>
 _SID_AUTHORITY_DECIMAL_LIMIT = 2**32
 _SID_AUTHORITY_LIMIT = 2**48
 _SID_SUB_AUTHORITY_LIMIT = 2**32
+
+# RFC 4514 2.3: an attribute type is a keystring (letter first) or an OID; a value is a string with ``\\``
+# escapes (of a special character or two hex digits) or ``#`` and hex (BER). Unescaped, a value cannot hold
+# ``"+,;<>\\`` or NUL.
+_DN_ATTRIBUTE_TYPE = r"(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)*)"
+_DN_VALUE = r"(?:#(?:[0-9A-Fa-f]{2})+|(?:[^\\\"+,;<>\x00]|\\(?:[0-9A-Fa-f]{2}|[ \"#+,;<=>\\]))*)"
+_DN_ATTRIBUTE = rf"{_DN_ATTRIBUTE_TYPE}\s*=\s*{_DN_VALUE}"
+_DN_RDN = rf"{_DN_ATTRIBUTE}(?:\+{_DN_ATTRIBUTE})*"
+# AD also reads "OU=x, DC=y": a space after the comma.
+_DN_RE = re.compile(rf"{_DN_RDN}(?:,\s*{_DN_RDN})*")
 
 _GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _GUID_RE = re.compile(rf"(?P<braced>\{{{_GUID}\}})|{_GUID}", re.IGNORECASE)
@@ -92,6 +106,68 @@ def validate_gmsa_name(value: object, field: str) -> str:
     if not name.strip("."):
         raise ValidationError(field, f"{name!r} consists of periods only; a gMSA name needs at least one other character")
     return name
+
+
+def validate_host_name_source(name: str, field: str) -> str:
+    """Check that a gMSA name (validated, without ``$``) can be the host part of its DNS host name and SPNs.
+
+    The account's default ``dNSHostName`` is ``NAME.<domain>`` and its default SPNs ``host/NAME`` and
+    ``host/NAME.<domain>``; they get the same check as a DNS name given explicitly, so ``Web'App`` or
+    ``a$(whoami)`` cannot slip into them by derivation.
+    """
+    try:
+        return validate_dns_name(name, field)
+    except ValidationError as error:
+        raise ValidationError(
+            field, f"{name!r} cannot be the host name in the account's dNSHostName and SPNs ({error.message}); rename the account or give a valid dns_hostname"
+        ) from None
+
+
+def _validate_principal_name(value: object, field: str, what: str, max_length: int) -> str:
+    name = _require_string(value, field)
+    if len(name) > max_length:
+        raise ValidationError(field, f"{name!r} is {len(name)} characters; a {what} name (sAMAccountName) has at most {max_length}")
+    bad = "".join(sorted({char for char in name if char in _GMSA_NAME_FORBIDDEN or not char.isprintable()}))
+    if bad:
+        raise ValidationError(field, f"{name!r} contains {bad!r}; a {what} name cannot contain control characters or any of {_GMSA_NAME_FORBIDDEN}")
+    if not name.strip(". "):
+        raise ValidationError(field, f"{name!r} consists of periods and spaces only; a {what} name needs another character")
+    if name != name.strip():
+        raise ValidationError(field, f"{name!r} starts or ends with whitespace, which AD would not keep as given")
+    return name
+
+
+def validate_user_name(value: object, field: str) -> str:
+    """Check a domain user's sAMAccountName: 1 to 20 characters, none of ``"/\\[]:;|=,+*?<>@`` or control characters."""
+    return _validate_principal_name(value, field, "user", USER_NAME_MAX_LENGTH)
+
+
+def validate_principal(value: object, field: str) -> str:
+    """Check a user, group or computer given as a SID, a distinguished name (has ``=``) or a sAMAccountName."""
+    principal = _require_string(value, field)
+    if _SID_RE.fullmatch(principal):
+        return validate_sid(principal, field)
+    if "=" in principal:
+        return validate_distinguished_name(principal, field)
+    return _validate_principal_name(principal, field, "user, group or computer", PRINCIPAL_NAME_MAX_LENGTH)
+
+
+def validate_distinguished_name(value: object, field: str) -> str:
+    """Check that a value is a distinguished name (RFC 4514), e.g. ``OU=gMSA,DC=contoso,DC=com``.
+
+    Only the syntax: whether the object exists is the directory's answer. Special characters in a value must be
+    escaped (``CN=Smith\\, John``); control characters are refused even when the syntax would carry them.
+    """
+    dn = _require_string(value, field)
+    if any(not char.isprintable() for char in dn):
+        raise ValidationError(field, f"{dn!r} contains control characters; a distinguished name cannot")
+    if not _DN_RE.fullmatch(dn):
+        raise ValidationError(
+            field,
+            f"{dn!r} is not a distinguished name (RFC 4514): attribute=value parts separated by ',', with ',+\"\\<>;' in a value escaped by '\\', "
+            "e.g. OU=gMSA,DC=contoso,DC=com",
+        )
+    return dn
 
 
 def validate_netbios_domain_name(value: object, field: str) -> str:

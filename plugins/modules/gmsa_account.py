@@ -33,6 +33,8 @@ options:
             name.
           - At most 15 characters, none of C("/\\[]:;|=,+*?<>@) or spaces. A trailing C($) is accepted and
             dropped.
+          - Unless O(accounts[].dns_hostname) is given, the name must also be a valid DNS name (letters, digits,
+            inner C(-)), because the default host name and SPNs are made from it.
         type: str
         required: true
       state:
@@ -50,7 +52,8 @@ options:
       spn:
         description:
           - Service principal names (C(servicePrincipalName)), as C(serviceclass/host[:port][/servicename]).
-          - A new account starts with C(host/NAME) and C(host/<dns_hostname>), unless C(set) is given.
+          - A new account starts with C(host/NAME) and C(host/<dns_hostname>), unless C(set) is given. When
+            O(accounts[].dns_hostname) is given, NAME is its first label.
           - Compared case-insensitively, as AD does.
         type: dict
         aliases: [spns]
@@ -275,8 +278,11 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
+    validate_distinguished_name,
     validate_dns_name,
     validate_gmsa_name,
+    validate_host_name_source,
+    validate_principal,
     validate_spn,
 )
 
@@ -307,8 +313,14 @@ def validate_accounts(accounts: list[dict]) -> None:
         seen[key] = index
         if account["dns_hostname"] is not None:
             validate_dns_name(account["dns_hostname"], f"{field}.dns_hostname")
+        elif account["state"] == "present":
+            validate_host_name_source(account["name"], f"{field}.name")
         for suffix, spn in list_option_values(account["spn"]):
             validate_spn(spn, f"{field}.spn.{suffix}")
+        for suffix, principal in list_option_values(account["allowed_to_retrieve_password"]):
+            validate_principal(principal, f"{field}.allowed_to_retrieve_password.{suffix}")
+        if account["path"] is not None:
+            validate_distinguished_name(account["path"], f"{field}.path")
         if account["password_interval_days"] is not None and account["password_interval_days"] < 1:
             raise ValidationError(f"{field}.password_interval_days", "must be at least 1 day")
 
@@ -351,7 +363,9 @@ class AccountPlan:
         if current:
             spns, readers_now, encryption = list(current.spns), list(current.password_readers), encryption_type_names(current.encryption_types)
         else:
-            spns, readers_now, encryption = [f"host/{self.name}", f"host/{dns_host_name}"], [], list(DEFAULT_ENCRYPTION_TYPES)
+            # A name that is no valid host name gets its host/NAME from the dns_hostname it had to be given with.
+            short_name = dns_host_name.split(".")[0] if request["dns_hostname"] else self.name
+            spns, readers_now, encryption = [f"host/{short_name}", f"host/{dns_host_name}"], [], list(DEFAULT_ENCRYPTION_TYPES)
         description = request["description"] if request["description"] is not None else current and current.description
         enabled = request["enabled"] if request["enabled"] is not None else (current.enabled if current else True)
         return GmsaSettings(

@@ -17,8 +17,14 @@ description:
   - Does what C(Add-AksHciGMSACredentialSpec) and C(Remove-AksHciGMSACredentialSpec) do, for any conformant
     cluster and for many gMSAs at once. Unchanged objects cost nothing, because a rerun lists each kind once and
     writes nothing.
-  - What an entry no longer asks for is removed, if this collection created it. That covers RoleBindings in
-    namespaces that are no longer listed, and identity Secrets that no credspec uses any more.
+  - Every credspec, ClusterRole and RoleBinding records the credspec that owns it in the label
+    C(app.kubernetes.io/instance). A credspec never takes over, prunes or deletes the objects of another credspec or of
+    the webhook; identity Secrets, which credspecs share, are recorded in each credspec's annotation
+    C(wincontainers.gmsa/identity-secrets).
+  - What an entry no longer asks for is removed, found by that label in every namespace. That covers the ClusterRole
+    and RoleBindings of a former O(credspecs[].cluster_role_name), RoleBindings in namespaces that are no longer
+    listed, and identity Secrets that no credspec uses any more. A service account removed from a namespace's list
+    is removed from its RoleBinding.
   - Writes are server-side apply with the field manager C(wincontainers.gmsa). It takes over the fields that other
     managers set. Check mode is a server-side dry run. C(--diff) hides Secret values.
   - All input is validated before anything is changed, with errors that name the option (for example
@@ -33,10 +39,11 @@ options:
   state:
     description:
       - V(present) creates or updates the objects.
-      - V(absent) deletes the objects this module created for each entry of O(credspecs). Only the C(name) or
+      - V(absent) deletes the objects this module created for each entry of O(credspecs): its C(GMSACredentialSpec)
+        and every ClusterRole and RoleBinding labelled as that credspec's, whatever their names. Only the C(name) or
         C(account_name) of an entry is used. An identity Secret is kept while another credspec created by this
-        collection still refers to it. Objects without the label C(app.kubernetes.io/managed-by=wincontainers.gmsa)
-        are never deleted.
+        collection still refers to it. Objects without the label C(app.kubernetes.io/managed-by=wincontainers.gmsa),
+        or that belong to another credspec, are never deleted.
     type: str
     choices: [present, absent]
     default: present
@@ -184,11 +191,13 @@ options:
   overwrite:
     description:
       - Replace a C(GMSACredentialSpec) or identity Secret whose contents differ from the desired ones, and take over
-        objects of the same names that this collection did not create. This is what
-        C(Add-AksHciGMSACredentialSpec -overwrite) does.
+        objects of the same names that this collection did not create, or that belong to another credspec or to the
+        webhook. This is what C(Add-AksHciGMSACredentialSpec -overwrite) does.
+      - The API server's default RBAC (label C(kubernetes.io/bootstrapping=rbac-defaults), for example
+        C(cluster-admin)) is never taken over.
       - Without it, the module fails before changing anything and lists those objects. Then a running workload
-        never gets a different identity by accident. The ClusterRoles and RoleBindings that this collection
-        created are always updated.
+        never gets a different identity by accident. The entry's own ClusterRole and RoleBindings are always
+        updated.
     type: bool
     default: false
 notes:
@@ -307,8 +316,10 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
     credspec_name_from_account,
+    validate_dns_name,
     validate_k8s_label,
     validate_k8s_subdomain,
+    validate_user_name,
 )
 
 DOMAIN_SPEC = dict(
@@ -368,13 +379,19 @@ ARGUMENT_SPEC = dict(
 
 # The identity Secrets a credspec uses, so removing one credspec keeps Secrets another still needs.
 SECRETS_ANNOTATION = "wincontainers.gmsa/identity-secrets"
+# Which credspec owns an object: every credspec, ClusterRole and RoleBinding names it in INSTANCE_LABEL, so no
+# credspec takes over, prunes or deletes another's (nor the webhook's, whose objects say gmsa-webhook).
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+CREDSPEC_COMPONENT = "gmsa-credspec"
+RBAC_DEFAULTS_LABEL = "kubernetes.io/bootstrapping"
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
 def _labels(component, instance=None):
-    labels = {MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/name": component}
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, NAME_LABEL: component}
     if instance:
-        labels["app.kubernetes.io/instance"] = instance
+        labels[INSTANCE_LABEL] = instance
     return labels
 
 
@@ -400,6 +417,26 @@ def render_plugin_input(template, secret_name, secret_namespaces, field):
     return _PLACEHOLDER.sub(value, template)
 
 
+def validate_identity(identity, field="identity"):
+    """Check the identity's name and domain; the password is data, whatever it holds."""
+    if identity:
+        validate_user_name(identity["username"], f"{field}.username")
+        if identity["domain"] is not None:
+            validate_dns_name(identity["domain"], f"{field}.domain")
+
+
+def validate_json_path(path, field):
+    """A spec file goes into an existing directory, under a name without control characters, not over a directory."""
+    if any(not char.isprintable() for char in path):
+        raise ValidationError(field, f"{path!r} contains control characters")
+    if os.path.isdir(path):
+        raise ValidationError(field, f"{path} is a directory; give the path of the JSON file")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValidationError(field, f"the directory {directory} does not exist")
+    return path
+
+
 def _domain_facts(domain):
     facts = dict(domain)
     facts["dns_tree_name"] = facts.get("dns_tree_name") or facts["dns_name"]
@@ -415,7 +452,10 @@ def plan_entry(entry, index, params):
         for position, account in enumerate(entry["service_accounts"]):
             validate_k8s_subdomain(account["name"], f"service_accounts[{position}].name")
             validate_k8s_label(account["namespace"], f"service_accounts[{position}].namespace")
+        validate_identity(entry["identity"])
         identity = entry["identity"] or params["identity"]
+        if entry["json_path"]:
+            validate_json_path(entry["json_path"], "json_path")
         secret_name = validate_k8s_subdomain(entry["identity_secret"]["name"], "identity_secret.name")
         secret_namespaces = entry["identity_secret"]["namespaces"] or sorted({a["namespace"] for a in entry["service_accounts"]}) or ["default"]
         for position, namespace in enumerate(secret_namespaces):
@@ -449,7 +489,7 @@ def plan_entry(entry, index, params):
 def manifests(plan):
     """The objects of one planned entry: credspec, ClusterRole, RoleBindings, identity Secrets."""
     name, role_name = plan["name"], plan["role_name"]
-    credspec_metadata = {"name": name, "labels": _labels("gmsa-credspec", name)}
+    credspec_metadata = {"name": name, "labels": _labels(CREDSPEC_COMPONENT, name)}
     if plan["secrets"]:
         credspec_metadata["annotations"] = {SECRETS_ANNOTATION: ",".join(f"{namespace}/{secret}" for namespace, secret in plan["secrets"])}
     objects = [
@@ -457,7 +497,7 @@ def manifests(plan):
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
-            "metadata": {"name": role_name, "labels": _labels("gmsa-credspec", name)},
+            "metadata": {"name": role_name, "labels": _labels(CREDSPEC_COMPONENT, name)},
             "rules": [{"apiGroups": ["windows.k8s.io"], "resources": ["gmsacredentialspecs"], "verbs": ["use"], "resourceNames": [name]}],
         },
     ]
@@ -469,7 +509,7 @@ def manifests(plan):
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "RoleBinding",
-                "metadata": {"name": role_name, "namespace": namespace, "labels": _labels("gmsa-credspec", name)},
+                "metadata": {"name": role_name, "namespace": namespace, "labels": _labels(CREDSPEC_COMPONENT, name)},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
                 "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace} for account in sorted(set(accounts))],
             }
@@ -488,12 +528,30 @@ def manifests(plan):
     return objects
 
 
+def _owner(obj):
+    """Who an object of this collection belongs to: (component, instance), e.g. ('gmsa-credspec', 'webapp01')."""
+    labels = obj["metadata"].get("labels") or {}
+    return labels.get(NAME_LABEL), labels.get(INSTANCE_LABEL)
+
+
+def _owned_by(obj, plan):
+    return is_managed(obj) and _owner(obj) == (CREDSPEC_COMPONENT, plan["name"])
+
+
+def is_rbac_default(obj):
+    """Whether the API server created the object (cluster-admin, edit, view...) and reconciles it at every start."""
+    return bool(obj) and (obj["metadata"].get("labels") or {}).get(RBAC_DEFAULTS_LABEL) == "rbac-defaults"
+
+
 def _conflict(live, desired):
     """Why applying ``desired`` over ``live`` needs overwrite=true, or None."""
     if live is None:
         return None
     if not is_managed(live):
         return "exists and was not created by this collection"
+    if _owner(live) != _owner(desired):
+        component, instance = _owner(live)
+        return f"belongs to {component} {instance!r}" if instance else f"belongs to {component}"
     if desired["kind"] == "GMSACredentialSpec" and live.get("credspec") != desired["credspec"]:
         return "exists with a different credential spec"
     if desired["kind"] == "Secret" and (live.get("data") or {}) != desired["data"]:
@@ -525,12 +583,18 @@ def _secret_references(credspec):
     return set(filter(None, (credspec["metadata"].get("annotations") or {}).get(SECRETS_ANNOTATION, "").split(",")))
 
 
-def _prune(reconciler, plan, bindings, previous_secrets, keep_namespaces, secrets_in_use):
-    """Delete what ``plan``'s credspec had and no longer needs: RoleBindings outside ``keep_namespaces``, unused Secrets."""
-    for binding in bindings:
-        labels = binding["metadata"].get("labels") or {}
-        if labels.get("app.kubernetes.io/instance") == plan["name"] and binding["metadata"]["namespace"] not in keep_namespaces:
-            reconciler.delete(binding)
+def _prune(reconciler, plan, grants, previous_secrets, keep_namespaces, secrets_in_use):
+    """Delete what ``plan``'s credspec had and no longer needs, found by its owner label in every namespace.
+
+    ``grants`` are the live ClusterRoles and RoleBindings: those of this credspec go when they have another name
+    than its ``role_name`` (renamed, or None: all) or, for RoleBindings, a namespace outside ``keep_namespaces``.
+    Identity Secrets it used go unless ``secrets_in_use`` names them.
+    """
+    for grant in grants:
+        metadata = grant["metadata"]
+        stale = metadata["name"] != plan["role_name"] or (grant["kind"] == "RoleBinding" and metadata["namespace"] not in keep_namespaces)
+        if stale and _owned_by(grant, plan):
+            reconciler.delete(grant)
     for reference in sorted(previous_secrets - secrets_in_use):
         namespace, secret = reference.split("/", 1)
         reconciler.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace, "labels": _labels("gmsa-identity")}})
@@ -543,8 +607,7 @@ def ensure_present(module, cluster, reconciler, plans):
             raise Conflict("the GMSACredentialSpec CRD (gmsacredentialspecs.windows.k8s.io) is not installed; install it with wincontainers.gmsa.gmsa_webhook")
         module.warn("the GMSACredentialSpec CRD is not installed; check mode predicts the credspecs from their manifests")
     credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
-    reconciler.prefetch("ClusterRole")
-    bindings = reconciler.prefetch("RoleBinding")
+    grants = reconciler.prefetch("ClusterRole") + reconciler.prefetch("RoleBinding")
     # Secrets are not listed whole (a namespace may hold many, with their data): the collection's own in each
     # namespace, then by name across namespaces what is still unknown (first runs, takeovers).
     secrets = [obj for obj in desired if obj["kind"] == "Secret"]
@@ -554,6 +617,11 @@ def ensure_present(module, cluster, reconciler, plans):
         named = [obj for obj in secrets if obj["metadata"]["name"] == secret_name]
         reconciler.prefetch("Secret", expect=named, field_selector=f"metadata.name={secret_name}")
 
+    protected = [object_ref(obj) for obj in desired if is_rbac_default(reconciler.live(obj))]
+    if protected:
+        raise Conflict(
+            f"refusing to replace {', '.join(protected)}: the API server's default RBAC, which it restores at every start; choose another cluster_role_name"
+        )
     if not module.params["overwrite"]:
         conflicts = [
             f"{object_ref(obj)} {reason}"
@@ -572,7 +640,7 @@ def ensure_present(module, cluster, reconciler, plans):
     in_use |= {f"{namespace}/{secret}" for plan in plans for namespace, secret in plan["secrets"]}
     for plan in plans:
         namespaces = {account["namespace"] for account in plan["service_accounts"]}
-        _prune(reconciler, plan, bindings, _secret_references(credspecs.get(plan["name"])), namespaces, in_use)
+        _prune(reconciler, plan, grants, _secret_references(credspecs.get(plan["name"])), namespaces, in_use)
 
     files_changed = [plan["json_path"] for plan in plans if plan["json_path"] and write_json(module, plan["json_path"], plan["credspec"])]
     return [
@@ -591,13 +659,15 @@ def ensure_absent(module, cluster, reconciler, plans):
     credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
     removed = {plan["name"] for plan in plans}
     in_use = {ref for name, item in credspecs.items() if name not in removed for ref in _secret_references(item)}
-    bindings = cluster.list("RoleBinding", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={CREDSPEC_COMPONENT}"
+    grants = reconciler.prefetch("ClusterRole", label_selector=selector) + reconciler.prefetch("RoleBinding", label_selector=selector)
     results = []
     files_changed = []
     for plan in plans:
-        _prune(reconciler, plan, bindings, _secret_references(credspecs.get(plan["name"])), set(), in_use)
-        reconciler.delete({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": plan["role_name"]}})
-        reconciler.delete({"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": {"name": plan["name"]}})
+        _prune(reconciler, dict(plan, role_name=None), grants, _secret_references(credspecs.get(plan["name"])), set(), in_use)
+        # Deleted only if it names this credspec as its owner; otherwise reported as kept.
+        metadata = {"name": plan["name"], "labels": _labels(CREDSPEC_COMPONENT, plan["name"])}
+        reconciler.delete({"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": metadata})
         if plan["json_path"] and os.path.exists(plan["json_path"]):
             files_changed.append(plan["json_path"])
             if not module.check_mode:
@@ -610,6 +680,7 @@ def main():
     module = cluster_module(ARGUMENT_SPEC)
     params = module.params
     try:
+        validate_identity(params["identity"])
         plans = [plan_entry(entry, index, params) for index, entry in enumerate(params["credspecs"])]
         for key, what, option in (("name", "GMSACredentialSpec", "name"), ("role_name", "ClusterRole", "cluster_role_name")):
             names = [plan[key] for plan in plans]

@@ -199,7 +199,22 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     principal_lookup_attribute,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import escape_dn_value
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
+    ValidationError,
+    validate_distinguished_name,
+    validate_principal,
+    validate_user_name,
+)
+
+
+def validate_params(params: dict) -> None:
+    """Check the names and paths before the domain is contacted; raise ValidationError naming the option."""
+    validate_user_name(params["name"], "name")
+    for option in ("path", "groups_path"):
+        if params[option] is not None:
+            validate_distinguished_name(params[option], option)
+    for field, value in list_option_values(params["groups"]):
+        validate_principal(value, f"groups.{field}")
 
 
 def user_result(name: str, user: DomainUser | None, desired: dict | None) -> dict:
@@ -330,6 +345,7 @@ def main() -> None:
     )
     name = module.params["name"]
     try:
+        validate_params(module.params)
         with open_domain_client(module.params) as client:
             existing = client.find_user(name)
             before = user_result(name, existing, current_state(existing)) if existing else {}

@@ -10,16 +10,20 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation imp
     credspec_name_from_account,
     format_sid,
     parse_sid,
+    validate_distinguished_name,
     validate_dns_name,
     validate_domain_sid,
     validate_gmsa_name,
     validate_guid,
+    validate_host_name_source,
     validate_k8s_label,
     validate_k8s_subdomain,
     validate_netbios_domain_name,
     validate_plugin_guid,
+    validate_principal,
     validate_sid,
     validate_spn,
+    validate_user_name,
 )
 
 
@@ -319,3 +323,85 @@ def test_plugin_guid_without_braces():
 def test_plugin_guid_invalid(value):
     with pytest.raises(ValidationError, match="^plugin_guid: .* is not a GUID"):
         validate_plugin_guid(value, "plugin_guid")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "OU=gMSA,DC=contoso,DC=com",
+        "CN=Smith\\, John,OU=Users,DC=contoso,DC=com",
+        "OU=a, DC=b",
+        "CN=x+UID=1,DC=c",
+        "1.2.840.113556.1.4.1=#0101,DC=x",
+        "OU=x)(cn=*,DC=y",
+    ],
+)
+def test_distinguished_name_valid(value):
+    assert validate_distinguished_name(value, "path") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("contoso", "is not a distinguished name"),
+        ("OU=a;DC=b", "is not a distinguished name"),
+        ("OU=a,DC=b,", "is not a distinguished name"),
+        ("OU=a,b", "is not a distinguished name"),
+        ('CN=a"b', "is not a distinguished name"),
+        ("OU=a\x00,DC=b", "contains control characters"),
+        ("OU=a\r\nDC=b", "contains control characters"),
+    ],
+)
+def test_distinguished_name_invalid(value, rule):
+    with pytest.raises(ValidationError, match=rule) as info:
+        validate_distinguished_name(value, "path")
+    assert info.value.field == "path"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("gmsa-portable", None),
+        ("John Smith", None),
+        ("a" * 20, None),
+        ("a" * 21, "is 21 characters"),
+        ("a@b", "contains '@'"),
+        ("..", "periods and spaces only"),
+    ],
+)
+def test_user_name(value, expected):
+    if expected is None:
+        assert validate_user_name(value, "name") == value
+    else:
+        with pytest.raises(ValidationError, match=expected):
+            validate_user_name(value, "name")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("web-hosts", "web-hosts"),
+        ("WEB01$", "WEB01$"),
+        ("s-1-5-21-1-2-3-1105", "S-1-5-21-1-2-3-1105"),
+        ("CN=Web Hosts,CN=Users,DC=contoso,DC=com", "CN=Web Hosts,CN=Users,DC=contoso,DC=com"),
+    ],
+)
+def test_principal_valid(value, expected):
+    assert validate_principal(value, "allowed") == expected
+
+
+@pytest.mark.parametrize(("value", "rule"), [("a*", "contains '*'"), ("CN=a;b", "not a distinguished name"), ("x\ty", "contains '\\\\t'")])
+def test_principal_invalid(value, rule):
+    with pytest.raises(ValidationError, match=rule):
+        validate_principal(value, "allowed")
+
+
+@pytest.mark.parametrize("name", ["WebApp01", "web-01", "Web.App"])
+def test_host_name_source_valid(name):
+    assert validate_host_name_source(name, "name") == name
+
+
+@pytest.mark.parametrize("name", ["Web'App", "Web`App", "a$(whoami)", "web_app", "-web", "Wébapp"])
+def test_host_name_source_refuses_what_makes_an_invalid_dns_host_name(name):
+    with pytest.raises(ValidationError, match="cannot be the host name in the account's dNSHostName and SPNs.*give a valid dns_hostname"):
+        validate_host_name_source(name, "accounts[0].name")

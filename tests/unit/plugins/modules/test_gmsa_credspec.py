@@ -157,3 +157,24 @@ def test_conflicts_that_need_overwrite():
         "exists with a different credential spec"
     )
     assert gmsa_credspec._conflict({"kind": "GMSACredentialSpec", "metadata": managed, "credspec": {"x": 1}}, desired) is None
+
+
+def _role(name, **labels):
+    return {"kind": "ClusterRole", "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "wincontainers.gmsa", **labels}}}
+
+
+def test_an_object_of_another_credspec_or_of_the_webhook_needs_overwrite():
+    desired = next(obj for obj in gmsa_credspec.manifests(_plan(account_name="WebApp01")) if obj["kind"] == "ClusterRole")
+    mine = _role("gmsa-use-webapp01", **{"app.kubernetes.io/name": "gmsa-credspec", "app.kubernetes.io/instance": "webapp01"})
+    other = _role("gmsa-use-webapp01", **{"app.kubernetes.io/name": "gmsa-credspec", "app.kubernetes.io/instance": "billing"})
+    webhook = _role("gmsa-use-webapp01", **{"app.kubernetes.io/name": "gmsa-webhook", "app.kubernetes.io/instance": "gmsa-webhook"})
+    assert gmsa_credspec._conflict(mine, desired) is None
+    assert gmsa_credspec._conflict(other, desired) == "belongs to gmsa-credspec 'billing'"
+    assert gmsa_credspec._conflict(webhook, desired) == "belongs to gmsa-webhook 'gmsa-webhook'"
+
+
+def test_the_api_servers_default_rbac_is_recognized():
+    cluster_admin = {"kind": "ClusterRole", "metadata": {"name": "cluster-admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}}
+    assert gmsa_credspec.is_rbac_default(cluster_admin)
+    assert not gmsa_credspec.is_rbac_default(_role("gmsa-use-webapp01"))
+    assert not gmsa_credspec.is_rbac_default(None)
