@@ -39,7 +39,7 @@ options:
   state:
     description:
       - V(present) creates or updates the objects.
-      - V(absent) deletes the objects this module created for each entry of O(credspecs): its C(GMSACredentialSpec)
+      - V(absent) deletes the objects this module created for each entry of O(credspecs), that is its C(GMSACredentialSpec)
         and every ClusterRole and RoleBinding labelled as that credspec's, whatever their names. Only the C(name) or
         C(account_name) of an entry is used. An identity Secret is kept while another credspec created by this
         collection still refers to it. Objects without the label C(app.kubernetes.io/managed-by=wincontainers.gmsa),
