@@ -7,7 +7,9 @@ The upstream deploy script asks the cluster to sign the webhook's certificate wi
 ``kubernetes.io/kubelet-serving`` signer, which EKS, Rancher and others refuse. Here a private CA signs the
 server certificate; the API server trusts that CA through the webhook configurations' ``caBundle``. The CA
 lives longer than the server certificate and is reused across runs, so renewing the server certificate
-changes neither the ``caBundle`` nor the Deployment (the webhook reloads its files with ``--cert-reload``).
+does not change the ``caBundle``. The webhook reads its certificate when it starts (upstream's ``--cert-reload``
+loses its file watch after the kubelet's first ``..data`` swap, upstream issue 176), so the module rolls the
+Deployment when the served certificate changes, keyed by :func:`fingerprint`.
 
 Everything here is pure: the caller passes ``now`` and persists the PEM text it gets back.
 """
@@ -15,6 +17,7 @@ Everything here is pure: the caller passes ``now`` and persists the PEM text it 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 
@@ -160,3 +163,39 @@ def server_renewal_reason(server: KeyPair, ca: KeyPair, dns_names: list[str], no
     if cert.not_valid_after_utc - renew_before <= now:
         return f"the server certificate expires on {cert.not_valid_after_utc.isoformat()}, within the renewal window"
     return None
+
+
+def fingerprint(cert_pem: str) -> str:
+    """SHA-256 of the first (leaf) certificate's DER, hex: what a pod-template annotation carries to roll the pods."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def load_bundle(bundle_pem: str) -> list:
+    """The certificates of a PEM bundle; ValueError when it holds none or one cannot be read."""
+    certificates = x509.load_pem_x509_certificates(bundle_pem.encode())
+    if not certificates:
+        raise ValueError("no PEM certificate found")
+    return certificates
+
+
+def provided_certificate_problem(server: KeyPair, bundle_pem: str, dns_name: str, now: datetime.datetime) -> str | None:
+    """Why a certificate someone else provides cannot serve ``dns_name`` trusted by ``bundle_pem``, or None."""
+    try:
+        cert = x509.load_pem_x509_certificate(server.cert.encode())
+        key = serialization.load_pem_private_key(server.key.encode(), password=None)
+    except ValueError as error:
+        return f"its certificate or key cannot be read ({error})"
+    if cert.public_key() != key.public_key():
+        return "its key does not match its certificate"
+    if dns_name not in _subject_alternative_names(cert):
+        return f"its certificate names {sorted(_subject_alternative_names(cert))}, the API server calls {dns_name}"
+    if cert.not_valid_after_utc <= now:
+        return f"its certificate expired on {cert.not_valid_after_utc.isoformat()}"
+    for issuer in load_bundle(bundle_pem):
+        try:
+            cert.verify_directly_issued_by(issuer)
+            return None
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    return "its certificate was not issued by a certificate of tls.ca_bundle"

@@ -16,9 +16,18 @@ description:
     (the upstream deploy script deletes them).
   - TLS does not depend on the CSR API. A private CA, kept in a Secret and reused on every run, signs a server
     certificate for the Service's DNS names. The server certificate is reissued when it enters its renewal
-    window. The C(caBundle) stays the same and the pods are not restarted, because the webhook runs with
-    C(--cert-reload). As an alternative, O(tls.mode=cert_manager) lets cert-manager issue and inject the
-    certificates.
+    window; the C(caBundle) stays the same. As alternatives, O(tls.mode=cert_manager) lets cert-manager issue
+    and inject the certificates, and O(tls.mode=provided) uses a Secret and CA bundle you provide.
+  - A renewal restarts the webhook pods. The webhook reads its certificate when it starts; upstream's
+    C(--cert-reload) misses every renewal after the first once the kubelet has swapped the Secret's files
+    (upstream issue 176), so it is not used. Instead the pod template carries the SHA-256 fingerprint of the
+    served certificate (annotation C(wincontainers.gmsa/serving-certificate-sha256)), and a new certificate
+    rolls the Deployment one pod at a time (C(maxSurge=1), C(maxUnavailable=0), readiness on C(/health)), so
+    admission stays available throughout.
+  - With O(tls.mode=cert_manager) the module reads the certificate cert-manager stored on each run and rolls
+    the pods when it changed. cert-manager renews on its own schedule, between runs; the pods keep serving the
+    old certificate until the next run. Run the module periodically (more often than O(tls.renew_before_days)),
+    or install a reloader that restarts Deployments whose Secrets change, for example stakater/reloader.
   - The webhook configurations are registered only once the Deployment is Available, so pod admission is never
     pointed at a webhook that is not running. Then the module waits until the webhook answers admission requests.
   - All writes are server-side apply with the field manager C(wincontainers.gmsa). It takes over the fields that
@@ -26,6 +35,10 @@ description:
     objects with Secret values hidden.
   - Every object carries the label C(app.kubernetes.io/managed-by=wincontainers.gmsa).
     O(state=absent) deletes only objects with that label.
+  - Never takes over another installation. When an object of the install's names exists that this install did not
+    create (from upstream's C(deploy-gmsa-webhook.sh), its Helm chart, C(Install-AksHciGMSAWebhook), or this collection
+    in another namespace), the module fails before changing anything and names the objects. Remove that installation
+    first, keeping the CRD (it holds the C(GMSACredentialSpec) objects), or choose another O(name) and O(namespace).
 author:
   - wincontainers.gmsa maintainers (@wincontainers)
 extends_documentation_fragment:
@@ -49,7 +62,12 @@ options:
     default: gmsa-webhook
   namespace:
     description:
-      - Namespace of the webhook. It is created when missing and labelled so that the webhooks skip it.
+      - Namespace of the webhook. When missing, it is created, labelled so that the webhooks skip it, held to the
+        C(restricted) Pod Security level, and deleted again by O(state=absent).
+      - A namespace that already exists (C(kube-system), one you made) is used as it is. It is neither labelled nor
+        deleted, and the webhooks skip it by name.
+      - When the namespace is still terminating (an uninstall just before), the module waits up to O(wait_timeout)
+        for it to be gone, even with O(wait=false) or in check mode.
     type: str
     default: gmsa-webhook
   image:
@@ -75,7 +93,9 @@ options:
   replicas:
     description:
       - Number of webhook pods. Two or more keep admission working while a node drains. A PodDisruptionBudget
-        allows one pod to be evicted at a time.
+        allows one pod to be evicted at a time (C(maxUnavailable=1); C(minAvailable=1) would block every drain with
+        one replica).
+      - Rollouts (renewals, upgrades) start a new pod and wait until it is ready before stopping an old one.
     type: int
     default: 2
   node_selector:
@@ -88,6 +108,33 @@ options:
     type: list
     elements: dict
     default: []
+  affinity:
+    description:
+      - Affinity of the webhook pods, in Kubernetes form (C(nodeAffinity), C(podAffinity), C(podAntiAffinity)).
+      - When omitted, the pods prefer different nodes, so one node going down does not take admission with it.
+    type: dict
+  priority_class_name:
+    description:
+      - PriorityClass of the webhook pods, for example V(system-cluster-critical), so that admission is not what
+        gets preempted when nodes are full.
+    type: str
+  qps:
+    description:
+      - Queries per second the webhook's client may send to the API server (environment C(QPS) of the webhook).
+      - The default is the Helm chart's. The binary's own default (5) throttles bursts of pod creation.
+    type: float
+    default: 30
+  burst:
+    description: Burst of the webhook's API client (environment C(BURST)); the chart's default.
+    type: int
+    default: 50
+  view_aggregation:
+    description:
+      - Create a ClusterRole C(<name>-viewer) aggregated into the built-in C(view) role, so users who may view a
+        namespace may also read C(GMSACredentialSpec) objects (the chart's C(viewerRole)). Credential specs hold no
+        secret, but they name the domain and the gMSA.
+    type: bool
+    default: false
   resources:
     description: Resource requests and limits of the webhook container, in Kubernetes form.
     type: dict
@@ -119,7 +166,8 @@ options:
   excluded_namespaces:
     description:
       - Namespaces the webhooks never intercept, so a webhook outage cannot block their pods. O(namespace) is always
-        excluded. Any namespace can also opt out with the label C(windows.k8s.io/disabled=true).
+        excluded. Any namespace can also opt out with the label C(windows.k8s.io/disabled=true), or with
+        C(gmsa-webhook=disabled), the label of upstream's deploy script.
     type: list
     elements: str
     default: [kube-system]
@@ -133,26 +181,46 @@ options:
           - V(self_signed) makes a CA and a server certificate locally with the C(cryptography) library.
           - V(cert_manager) creates cert-manager Issuers and Certificates. cert-manager then renews the certificate
             and injects the C(caBundle). cert-manager must already be installed.
+          - V(provided) serves the certificate of the Secret O(tls.secret_name), which you create and renew, trusted
+            through O(tls.ca_bundle). Each run checks it and rolls the pods when it changed. When you change CA,
+            keep the old CA in O(tls.ca_bundle) until every pod serves the new certificate.
         type: str
-        choices: [self_signed, cert_manager]
+        choices: [self_signed, cert_manager, provided]
         default: self_signed
       validity_days:
-        description: Validity of the server certificate (O(tls.mode=self_signed)).
+        description: Validity of the server certificate (the Certificate's C(duration) with V(cert_manager)).
         type: int
         default: 365
       renew_before_days:
         description:
-          - Reissue the server certificate when it expires in fewer days than this (O(tls.mode=self_signed)).
-          - A value not smaller than O(tls.validity_days) reissues it on every run.
+          - Reissue the server certificate when it expires in fewer days than this (the Certificate's C(renewBefore)
+            with V(cert_manager), where it must be smaller than O(tls.validity_days)).
+          - With V(self_signed), a value not smaller than O(tls.validity_days) reissues it on every run.
         type: int
         default: 30
       ca_validity_days:
         description:
-          - Validity of a new CA (O(tls.mode=self_signed)). A CA is replaced only when it enters the renewal window.
-            The previous CA then stays in the C(caBundle) until it expires, so the certificates in use stay trusted
-            during the change.
+          - Validity of a new CA (V(self_signed), and the CA Certificate's C(duration) with V(cert_manager)). A CA is
+            replaced only when it enters the renewal window. The previous CA then stays in the C(caBundle) until it
+            expires, so the certificates in use stay trusted during the change.
         type: int
         default: 3650
+      private_key_rotation_policy:
+        description:
+          - With V(cert_manager), whether cert-manager makes a new private key at each renewal (V(Always), the
+            default of cert-manager 1.18 and later) or keeps it (V(Never)). V(self_signed) always makes a new key.
+        type: str
+        choices: [Always, Never]
+        default: Always
+      secret_name:
+        description:
+          - With V(provided), the C(kubernetes.io/tls) Secret in O(namespace) holding C(tls.crt) and C(tls.key). Its
+            certificate must name C(<name>.<namespace>.svc) and be issued by a certificate of O(tls.ca_bundle).
+          - The Secret is yours. The module reads it but never changes or deletes it.
+        type: str
+      ca_bundle:
+        description: With V(provided), the PEM certificates the API server trusts for the webhook (the C(caBundle)).
+        type: str
   remove_crd:
     description:
       - With O(state=absent), also delete the C(GMSACredentialSpec) CRD. The module refuses while C(GMSACredentialSpec)
@@ -166,6 +234,8 @@ options:
   wait:
     description:
       - Wait until the Deployment is Available and the webhook answers admission requests. Not done in check mode.
+      - With O(state=absent), wait until the namespace the module created is gone, so an install right after works.
+      - With O(tls.mode=cert_manager), a first install also waits for cert-manager to issue the certificate.
       - With V(false), a first install registers the webhook configurations at once, before the webhook runs.
         With O(failure_policy=Fail), pods are then refused until it does.
     type: bool
@@ -215,10 +285,33 @@ EXAMPLES = r"""
         operator: Exists
         effect: NoSchedule
 
-- name: Let cert-manager handle the certificates
+- name: Let cert-manager handle the certificates, renewing 60 days before a 1-year certificate expires
   wincontainers.gmsa.gmsa_webhook:
     tls:
       mode: cert_manager
+      validity_days: 365
+      renew_before_days: 60
+
+- name: Serve a certificate from your own PKI
+  wincontainers.gmsa.gmsa_webhook:
+    namespace: gmsa-system  # must exist already, with the Secret in it
+    tls:
+      mode: provided
+      secret_name: gmsa-webhook-serving
+      ca_bundle: "{{ lookup('ansible.builtin.file', 'pki/issuing-ca.pem') }}"
+
+- name: Critical priority on system nodes, a faster API client, credspecs visible to namespace viewers
+  wincontainers.gmsa.gmsa_webhook:
+    priority_class_name: system-cluster-critical
+    affinity:
+      nodeAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          nodeSelectorTerms:
+            - matchExpressions:
+                - {key: node-role.kubernetes.io/system, operator: Exists}
+    qps: 50
+    burst: 100
+    view_aggregation: true
 
 - name: Uninstall the webhook and keep the CRD and credspecs
   wincontainers.gmsa.gmsa_webhook:
@@ -270,6 +363,13 @@ objects:
   sample:
     - {object: CustomResourceDefinition gmsacredentialspecs.windows.k8s.io, action: unchanged}
     - {object: Deployment gmsa-webhook/gmsa-webhook, action: updated}
+serving_certificate_sha256:
+  description:
+    - SHA-256 fingerprint of the certificate the webhook pods serve once rolled out, as on their pod template.
+    - Null when cert-manager has not issued it yet.
+  returned: state=present
+  type: str
+  sample: 3f1c...e9a0
 admission:
   description: How the webhook proved it answers admission. Null when not waited for.
   returned: state=present
@@ -284,10 +384,16 @@ import re
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _webhook_manifests as manifests
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster, cluster_module, object_ref
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_label
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter import WaitTimeout, admission_status, deployment_status, wait_for
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_label, validate_k8s_subdomain
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter import (
+    WaitTimeout,
+    admission_status,
+    deployment_status,
+    namespace_gone,
+    wait_for,
+)
 
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -300,6 +406,11 @@ ARGUMENT_SPEC = dict(
     replicas=dict(type="int", default=2),
     node_selector=dict(type="dict", default={}),
     tolerations=dict(type="list", elements="dict", default=[]),
+    affinity=dict(type="dict"),
+    priority_class_name=dict(type="str"),
+    qps=dict(type="float", default=30.0),
+    burst=dict(type="int", default=50),
+    view_aggregation=dict(type="bool", default=False),
     resources=dict(type="dict", default=manifests.DEFAULT_RESOURCES),
     log_level=dict(type="str", choices=["panic", "fatal", "error", "warn", "info", "debug", "trace"], default="info"),
     random_hostname=dict(type="bool", default=False),
@@ -310,11 +421,15 @@ ARGUMENT_SPEC = dict(
         type="dict",
         default={},
         options=dict(
-            mode=dict(type="str", choices=["self_signed", "cert_manager"], default="self_signed"),
+            mode=dict(type="str", choices=["self_signed", "cert_manager", "provided"], default="self_signed"),
             validity_days=dict(type="int", default=365),
             renew_before_days=dict(type="int", default=30),
             ca_validity_days=dict(type="int", default=3650),
+            private_key_rotation_policy=dict(type="str", choices=["Always", "Never"], default="Always"),
+            secret_name=dict(type="str"),
+            ca_bundle=dict(type="str"),
         ),
+        required_if=[("mode", "provided", ("secret_name", "ca_bundle"))],
     ),
     remove_crd=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
@@ -335,6 +450,7 @@ def image_reference(image, registry):
     return f"{registry.rstrip('/')}/{repository}"
 
 
+_AFFINITY_FIELDS = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
 _TOLERATION_FIELDS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 _TOLERATION_OPERATORS = ("Exists", "Equal")
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -357,6 +473,30 @@ def _validate_pod_placement(params):
     for key, quantities in params["resources"].items():
         if key not in ("requests", "limits") or not isinstance(quantities, dict):
             raise ValidationError(f"resources.{key}", "resources take requests and limits, each a mapping of resource name to quantity")
+    unknown = sorted(set(params["affinity"] or {}) - _AFFINITY_FIELDS)
+    if unknown:
+        raise ValidationError("affinity", f"unknown field(s) {', '.join(unknown)}; an affinity has {', '.join(sorted(_AFFINITY_FIELDS))}")
+    if params["priority_class_name"] is not None:
+        validate_k8s_subdomain(params["priority_class_name"], "priority_class_name")
+
+
+def _validate_tls(tls):
+    """Check the certificate options of the chosen mode; options of another mode are refused, not ignored."""
+    for option in ("validity_days", "renew_before_days", "ca_validity_days"):
+        if tls[option] < 1:
+            raise ValidationError(f"tls.{option}", "must be at least 1")
+    if tls["mode"] == "cert_manager" and tls["renew_before_days"] >= tls["validity_days"]:
+        raise ValidationError("tls.renew_before_days", "must be smaller than tls.validity_days, as cert-manager requires")
+    if tls["mode"] != "provided":
+        for option in ("secret_name", "ca_bundle"):
+            if tls[option] is not None:
+                raise ValidationError(f"tls.{option}", "applies only to tls.mode=provided")
+        return
+    validate_k8s_subdomain(tls["secret_name"], "tls.secret_name")
+    try:
+        _tls.load_bundle(tls["ca_bundle"])
+    except ValueError as error:
+        raise ValidationError("tls.ca_bundle", f"must be PEM certificates: {error}") from None
 
 
 def settings_from(params):
@@ -374,11 +514,13 @@ def settings_from(params):
         raise ValidationError("replicas", "must be at least 1")
     if not 1 <= params["timeout_seconds"] <= 30:
         raise ValidationError("timeout_seconds", "must be between 1 and 30, the range the API server accepts")
+    if params["qps"] <= 0:
+        raise ValidationError("qps", "must be greater than 0")
+    if params["burst"] < 1:
+        raise ValidationError("burst", "must be at least 1")
     _validate_pod_placement(params)
     tls = params["tls"]
-    for option in ("validity_days", "renew_before_days", "ca_validity_days"):
-        if tls[option] < 1:
-            raise ValidationError(f"tls.{option}", "must be at least 1")
+    _validate_tls(tls)
     return manifests.WebhookSettings(
         name=name,
         namespace=params["namespace"],
@@ -395,6 +537,16 @@ def settings_from(params):
         timeout_seconds=params["timeout_seconds"],
         excluded_namespaces=tuple(params["excluded_namespaces"]),
         cert_manager=tls["mode"] == "cert_manager",
+        provided_secret=tls["secret_name"],
+        qps=params["qps"],
+        burst=params["burst"],
+        affinity=params["affinity"],
+        priority_class_name=params["priority_class_name"],
+        view_aggregation=params["view_aggregation"],
+        certificate_duration=f"{tls['validity_days'] * 24}h",
+        certificate_renew_before=f"{tls['renew_before_days'] * 24}h",
+        ca_duration=f"{tls['ca_validity_days'] * 24}h",
+        private_key_rotation_policy=tls["private_key_rotation_policy"],
     )
 
 
@@ -429,28 +581,66 @@ def plan_certificates(settings, tls, ca_live, server_live, now):
     return ca, previous, _tls.new_server_cert(ca, dns_names, now, datetime.timedelta(days=tls["validity_days"])), reason
 
 
-def foreign_cluster_objects(reconciler, settings):
-    """Cluster-scoped objects of this name that another install (another namespace) owns."""
-    owners = {}
-    for obj in (
+def _owner(live, settings):
+    """Who made an object of our name that is not this install's, in words for the refusal, or None when it is ours."""
+    metadata = live["metadata"]
+    object_labels = metadata.get("labels") or {}
+    if is_managed(live):
+        namespace = object_labels.get(manifests.INSTALL_NAMESPACE_LABEL)
+        if namespace and namespace != settings.namespace:
+            return f"the install of this collection in namespace {namespace}"
+        return None
+    annotations = metadata.get("annotations") or {}
+    if object_labels.get(MANAGED_BY_LABEL) == "Helm" or "meta.helm.sh/release-name" in annotations:
+        return f"Helm release {annotations.get('meta.helm.sh/release-namespace', '?')}/{annotations.get('meta.helm.sh/release-name', '?')}"
+    if str(object_labels.get("chart", "")).startswith("gmsa-"):
+        return f"the windows-gmsa Helm chart ({object_labels['chart']})"
+    return "not this collection (no wincontainers.gmsa label: upstream's deploy-gmsa-webhook.sh, Install-AksHciGMSAWebhook or kubectl)"
+
+
+def planned_objects(settings):
+    """Every object an install applies under the install's names, except the shared CRD and the namespace."""
+    objects = [
+        manifests.service_account(settings),
         manifests.cluster_role(settings),
         manifests.cluster_role_binding(settings),
+        manifests.deployment(settings, None),
+        manifests.service(settings),
+        manifests.pod_disruption_budget(settings),
         manifests.mutating_webhook_configuration(settings, None),
         manifests.validating_webhook_configuration(settings, None),
-    ):
+    ]
+    if settings.view_aggregation:
+        objects.append(manifests.view_cluster_role(settings))
+    if settings.cert_manager:
+        objects += manifests.cert_manager_objects(settings, [])
+    elif not settings.provided_secret:
+        objects += [manifests.ca_secret(settings, "", "", None), manifests.tls_secret(settings, "", "", "")]
+    return objects
+
+
+def foreign_objects(reconciler, settings):
+    """``{object: who made it}`` for the objects of this install's names that this install did not create."""
+    owners = {}
+    for obj in planned_objects(settings):
         live = reconciler.live(obj)
-        namespace = ((live or {}).get("metadata", {}).get("labels") or {}).get(manifests.INSTALL_NAMESPACE_LABEL)
-        if namespace and namespace != settings.namespace:
-            owners[object_ref(obj)] = namespace
+        owner = _owner(live, settings) if live is not None else None
+        if owner:
+            owners[object_ref(obj)] = owner
     return owners
 
 
 def check_preconditions(cluster, reconciler, settings):
-    """Refuse, before anything changes, an install that would take over another one or lacks cert-manager."""
-    foreign = foreign_cluster_objects(reconciler, settings)
+    """Refuse, before anything changes, an install that would take over another one or lacks what its mode needs."""
+    foreign = foreign_objects(reconciler, settings)
     if foreign:
-        owned = ", ".join(f"{ref} (namespace {namespace})" for ref, namespace in sorted(foreign.items()))
-        raise Conflict(f"another webhook install already uses the name {settings.name!r}: {owned}; choose another name")
+        named = "; ".join(f"{ref} (made by {owner})" for ref, owner in sorted(foreign.items()))
+        raise Conflict(
+            f"refusing to take over objects this install did not create: {named}. Another installation of the webhook uses "
+            f"the name {settings.name!r} in namespace {settings.namespace!r}. Either remove it first (helm uninstall, "
+            "Uninstall-AksHciGMSAWebhook, or kubectl delete of what deploy-gmsa-webhook.sh applied; keep the CRD, which holds "
+            "the GMSACredentialSpec objects), or install this one with another name and namespace"
+        )
     if settings.cert_manager and cluster.get("CustomResourceDefinition", manifests.CERT_MANAGER_CRD_NAME) is None:
         raise Conflict(
             f"tls.mode=cert_manager needs cert-manager, but its CRD {manifests.CERT_MANAGER_CRD_NAME} is not installed; "
@@ -458,8 +648,54 @@ def check_preconditions(cluster, reconciler, settings):
         )
 
 
+def settle_namespace(module, cluster, reconciler, settings):
+    """The live namespace, after waiting for a terminating one to go (an uninstall just before leaves it so)."""
+    namespace = manifests.namespace(settings)
+    live = reconciler.live(namespace)
+    if live is not None and (live.get("status") or {}).get("phase") == "Terminating":
+        what = f"namespace {settings.namespace} to finish terminating before the webhook is installed in it again"
+        wait_for(lambda: namespace_gone(cluster.get("Namespace", settings.namespace)), what, module.params["wait_timeout"])
+        reconciler.forget(namespace)
+        live = None
+    return live
+
+
+def provided_certificate(reconciler, settings, tls):
+    """The user's serving certificate (tls.mode=provided), checked against the Service name and tls.ca_bundle."""
+    secret = manifests.tls_secret(settings, "", "", "")
+    live = reconciler.live(secret)
+    where = f"tls.secret_name: Secret {settings.namespace}/{settings.tls_secret}"
+    if live is None:
+        raise Conflict(f"{where} does not exist; create it (keys tls.crt and tls.key) before installing")
+    cert, key = _secret_text(live, "tls.crt"), _secret_text(live, "tls.key")
+    if not (cert and key):
+        raise Conflict(f"{where} must hold tls.crt and tls.key")
+    problem = _tls.provided_certificate_problem(
+        _tls.KeyPair(cert=cert, key=key), tls["ca_bundle"], f"{settings.name}.{settings.namespace}.svc", datetime.datetime.now(datetime.timezone.utc)
+    )
+    if problem:
+        raise Conflict(f"{where} cannot serve the webhook: {problem}")
+    return cert
+
+
+def cert_manager_certificate(module, cluster, settings):
+    """The certificate cert-manager stored for the webhook, waiting for the first issue when the run waits."""
+
+    def issued():
+        cert = _secret_text(cluster.get("Secret", settings.tls_secret, settings.namespace), "tls.crt")
+        return bool(cert), cert or f"cert-manager has not yet written Secret {settings.namespace}/{settings.tls_secret}"
+
+    if module.params["wait"] and not module.check_mode:
+        wait_for(issued, f"certificate {settings.namespace}/{settings.name}", module.params["wait_timeout"])
+    served, detail = issued()
+    if not served:
+        module.warn(f"{detail}; the pods start once it does, and the next run adds its fingerprint (which rolls them once)")
+        return None
+    return detail
+
+
 def apply_certificates(reconciler, settings, tls, configurations_exist):
-    """Store the CA and the server certificate; return the caBundle and the ``certificate`` result."""
+    """Store the CA and the server certificate; return the caBundle, the ``certificate`` result and the served certificate."""
     ca_live = reconciler.live(manifests.ca_secret(settings, "", "", None))
     server_live = reconciler.live(manifests.tls_secret(settings, "", "", ""))
     ca, previous, server, reason = plan_certificates(settings, tls, ca_live, server_live, datetime.datetime.now(datetime.timezone.utc))
@@ -475,30 +711,40 @@ def apply_certificates(reconciler, settings, tls, configurations_exist):
         "renewed": reason is not None,
         "reason": reason,
     }
-    return ca_bundle, certificate
+    return ca_bundle, certificate, server.cert
 
 
 def install(module, cluster, reconciler, settings):
+    namespace_live = settle_namespace(module, cluster, reconciler, settings)
     check_preconditions(cluster, reconciler, settings)
     result = {"image": settings.image, "ready_replicas": 0, "admission": None}
-    for obj in (
-        manifests.crd(),
-        manifests.namespace(settings),
-        manifests.service_account(settings),
-        manifests.cluster_role(settings),
-        manifests.cluster_role_binding(settings),
-    ):
+    reconciler.apply(manifests.crd())
+    # A namespace that already exists (kube-system, one a user made) is used as it is: not labelled, never deleted.
+    if namespace_live is None or manifests.created_namespace(namespace_live, settings):
+        reconciler.apply(manifests.namespace(settings))
+    for obj in (manifests.service_account(settings), manifests.cluster_role(settings), manifests.cluster_role_binding(settings)):
         reconciler.apply(obj)
+    if settings.view_aggregation:
+        reconciler.apply(manifests.view_cluster_role(settings))
+    else:
+        reconciler.delete(manifests.view_cluster_role(settings))
 
     configurations_exist = reconciler.live(manifests.validating_webhook_configuration(settings, None)) is not None
     if settings.cert_manager:
         for obj in manifests.cert_manager_objects(settings, _tls.service_dns_names(settings.name, settings.namespace)):
             reconciler.apply(obj)
-        ca_bundle = None
+        ca_bundle, served = None, cert_manager_certificate(module, cluster, settings)
+    elif settings.provided_secret:
+        served = provided_certificate(reconciler, settings, module.params["tls"])
+        ca_bundle = module.params["tls"]["ca_bundle"]
+        # Trust first: the API server must accept the new certificate before the roll brings it up.
+        if configurations_exist:
+            _apply_configurations(reconciler, settings, ca_bundle)
     else:
-        ca_bundle, result["certificate"] = apply_certificates(reconciler, settings, module.params["tls"], configurations_exist)
+        ca_bundle, result["certificate"], served = apply_certificates(reconciler, settings, module.params["tls"], configurations_exist)
 
-    deployment = reconciler.apply(manifests.deployment(settings))
+    result["serving_certificate_sha256"] = _tls.fingerprint(served) if served else None
+    deployment = reconciler.apply(manifests.deployment(settings, result["serving_certificate_sha256"]))
     reconciler.apply(manifests.service(settings))
     reconciler.apply(manifests.pod_disruption_budget(settings))
 
@@ -538,23 +784,27 @@ def uninstall(module, cluster, reconciler, settings):
                 f"refusing to delete CRD {manifests.CRD_NAME}: deleting it deletes its {len(credspecs)} GMSACredentialSpec objects ({names}); "
                 "remove them first (gmsa_credspec state=absent) or set force=true"
             )
-    # Admission first, so no pod is refused by a webhook that is going away.
+    # Admission first, so no pod is refused by a webhook that is going away. A provided Secret is the user's.
     objects = [
         manifests.validating_webhook_configuration(settings, None),
         manifests.mutating_webhook_configuration(settings, None),
         manifests.pod_disruption_budget(settings),
         manifests.service(settings),
-        manifests.deployment(settings),
+        manifests.deployment(settings, None),
         *(reversed(manifests.cert_manager_objects(settings, [])) if settings.cert_manager else ()),
-        manifests.tls_secret(settings, "", "", ""),
-        manifests.ca_secret(settings, "", "", None),
+        *(() if settings.provided_secret else (manifests.tls_secret(settings, "", "", ""), manifests.ca_secret(settings, "", "", None))),
+        manifests.view_cluster_role(settings),
         manifests.cluster_role_binding(settings),
         manifests.cluster_role(settings),
         manifests.service_account(settings),
-        manifests.namespace(settings),
     ]
     for obj in objects:
         reconciler.delete(obj)
+    # Reconciler.delete keeps a namespace without this install's labels: one the collection did not create.
+    if reconciler.delete(manifests.namespace(settings)) and module.params["wait"] and not module.check_mode:
+        # Deleted in the background: a new install right after must not find it terminating.
+        what = f"namespace {settings.namespace} to finish terminating"
+        wait_for(lambda: namespace_gone(cluster.get("Namespace", settings.namespace)), what, module.params["wait_timeout"])
     if module.params["remove_crd"]:
         reconciler.delete(crd, force=True)
     return {}

@@ -185,18 +185,26 @@ class Reconciler:
                 return stamped
             raise
 
-    def delete(self, obj: dict[str, Any], force: bool = False) -> None:
-        """Delete the object if it exists and this collection created it with the labels ``obj`` carries (or ``force``)."""
+    def forget(self, obj: dict[str, Any]) -> None:
+        """Drop what is known of ``obj``, so the next lookup asks the API server (it changed meanwhile)."""
+        self._known.pop(self._key(obj), None)
+
+    def delete(self, obj: dict[str, Any], force: bool = False) -> bool:
+        """Delete the object if it exists and this collection created it with the labels ``obj`` carries (or ``force``).
+
+        Returns whether a delete was sent (dry run in check mode).
+        """
         before = self.live(obj)
         if before is None:
-            return
+            return False
         if not (force or (is_managed(before) and contains(before["metadata"].get("labels") or {}, obj["metadata"].get("labels") or {}))):
             self.outcomes.append(Outcome(object_ref(obj), "kept", before, before))
-            return
+            return False
         self.cluster.delete(obj, dry_run=self.check_mode)
         self.outcomes.append(Outcome(object_ref(obj), "deleted", before, None))
         if not self.check_mode:
             self._known[self._key(obj)] = None
+        return True
 
     def diff(self) -> list[dict[str, Any]]:
         """One --diff entry per changed object, secrets hidden."""

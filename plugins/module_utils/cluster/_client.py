@@ -101,12 +101,20 @@ class ApiError(Exception):
         self.reason = reason
 
 
-def _server_message(error: DynamicApiError) -> tuple[str, str]:
+# The cause the NamespaceLifecycle admission plugin adds to its 403 for a namespace being deleted
+# (k8s.io/apiserver pkg/admission/plugin/namespace/lifecycle/admission.go): not an RBAC refusal.
+NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+
+
+def _server_message(error: DynamicApiError) -> tuple[str, str, list[str]]:
+    """The server's message, its reason, and the types of the causes it gives."""
     try:
         body = json.loads(error.body)
     except (TypeError, ValueError):
-        return (error.reason or "").strip(), ""
-    return body.get("message", error.reason or ""), body.get("reason", "")
+        return (error.reason or "").strip(), "", []
+    # A StatusCause's type travels under the JSON key "reason" (metav1.StatusCause).
+    causes = [cause.get("reason", "") for cause in (body.get("details") or {}).get("causes") or []]
+    return body.get("message", error.reason or ""), body.get("reason", ""), causes
 
 
 class Cluster:
@@ -129,8 +137,10 @@ class Cluster:
             response = self._client.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
             return json.loads(response.data)
         except DynamicApiError as error:
-            message, reason = _server_message(error)
-            if error.status == 403:
+            message, reason, causes = _server_message(error)
+            if error.status == 403 and NAMESPACE_TERMINATING_CAUSE in causes:
+                message = f"refused because the namespace is being deleted (wait until it is gone, then retry): {message}"
+            elif error.status == 403:
                 message = f"forbidden by RBAC: {message}"
             raise ApiError(f"{action}: {message}", error.status, reason) from None
         except (Urllib3Error, OSError) as error:

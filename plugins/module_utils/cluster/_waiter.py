@@ -42,6 +42,15 @@ def deployment_status(deployment: dict[str, Any] | None) -> tuple[bool, str]:
     return True, f"{status.get('readyReplicas', 0)} of {wanted} replicas ready"
 
 
+def namespace_gone(namespace: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a namespace has finished terminating (pure): the API server refuses new objects in it until then."""
+    if namespace is None:
+        return True, "the namespace is gone"
+    phase = (namespace.get("status") or {}).get("phase", "Active")
+    conditions = [f"{c.get('type')}: {c.get('message')}" for c in (namespace.get("status") or {}).get("conditions", []) if c.get("status") == "True"]
+    return False, f"namespace {namespace['metadata']['name']} is {phase}" + (f" ({'; '.join(conditions)})" if conditions else "")
+
+
 def probe_pod(namespace: str) -> dict[str, Any]:
     """A pod that only a running gMSA webhook refuses: it names a credspec that cannot exist."""
     marker = f"wincontainers-gmsa-probe-{uuid.uuid4().hex[:12]}"

@@ -3,9 +3,10 @@
 
 """Manifests of the windows-gmsa admission webhook and its CRD, as pure functions of the settings.
 
-Sources: kubernetes-sigs/windows-gmsa ``admission-webhook/deploy`` (CRD, RBAC, webhook rules) and
-``charts/gmsa`` (2 replicas, PodDisruptionBudget, namespaceSelector with the ``windows.k8s.io/disabled``
-opt-out, cert-manager wiring). Where this differs from upstream it says why.
+Sources: kubernetes-sigs/windows-gmsa ``admission-webhook/deploy`` (CRD, RBAC, webhook rules, the older
+``gmsa-webhook: disabled`` opt-out label) and ``charts/gmsa`` (2 replicas, PodDisruptionBudget, QPS/BURST
+30/50, namespaceSelector with the ``windows.k8s.io/disabled`` opt-out, cert-manager wiring, and on master
+993de21 the opt-in ``aggregate-to-view`` role). Where this differs from upstream it says why.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ CRD_NAME = "gmsacredentialspecs.windows.k8s.io"
 CERT_MANAGER_CRD_NAME = "certificates.cert-manager.io"
 WEBHOOK_NAME = "admission-webhook.windows-gmsa.sigs.k8s.io"
 OPT_OUT_LABEL = "windows.k8s.io/disabled"
+# What upstream's deploy script labels its namespace with and selects on (gmsa-webhook.yml.tpl); namespaces
+# opted out that way stay opted out.
+LEGACY_OPT_OUT_LABEL = "gmsa-webhook"
+LEGACY_OPT_OUT_VALUE = "disabled"
+# SHA-256 of the served certificate on the pod template: a renewal changes it and so rolls the pods, which
+# read their certificate at start (upstream's --cert-reload misses every renewal after the first, issue 176).
+CERTIFICATE_ANNOTATION = "wincontainers.gmsa/serving-certificate-sha256"
+VIEW_AGGREGATION_LABEL = "rbac.authorization.k8s.io/aggregate-to-view"
 INSTALL_NAMESPACE_LABEL = "wincontainers.gmsa/webhook-namespace"
 # The service listens on 443 as the API server expects; the container on an unprivileged port so it can
 # run as non-root without NET_BIND_SERVICE.
@@ -92,10 +101,23 @@ class WebhookSettings:
     timeout_seconds: int = 10
     excluded_namespaces: tuple[str, ...] = ("kube-system",)
     cert_manager: bool = False
+    # A Secret the user provides (tls.mode=provided) instead of the collection's <name>-tls.
+    provided_secret: str | None = None
+    # The chart's defaults; the binary's own (client-go's 5/10) throttle bursts of pod creation.
+    qps: float = 30.0
+    burst: int = 50
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+    view_aggregation: bool = False
+    # cert-manager Certificate settings (tls.mode=cert_manager), as Go durations.
+    certificate_duration: str = "8760h"
+    certificate_renew_before: str = "720h"
+    ca_duration: str = "87600h"
+    private_key_rotation_policy: str = "Always"
 
     @property
     def tls_secret(self) -> str:
-        return f"{self.name}-tls"
+        return self.provided_secret or f"{self.name}-tls"
 
     @property
     def ca_secret(self) -> str:
@@ -145,10 +167,17 @@ def crd() -> dict[str, Any]:
 
 
 def namespace(settings: WebhookSettings) -> dict[str, Any]:
-    """The webhook's namespace: skipped by its own webhooks, and held to the restricted Pod Security level."""
+    """The webhook's namespace when the collection creates it: skipped by its own webhooks, held to the restricted
+    Pod Security level. A namespace that already exists is never given these labels (see :func:`created_namespace`)."""
     metadata = _meta(settings, settings.namespace, namespaced=False)
     metadata["labels"].update({OPT_OUT_LABEL: "true", "pod-security.kubernetes.io/enforce": "restricted"})
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def created_namespace(live: dict[str, Any] | None, settings: WebhookSettings) -> bool:
+    """Whether ``live`` is a namespace this collection created for this install: labelled as ours, naming itself."""
+    live_labels = (live or {}).get("metadata", {}).get("labels") or {}
+    return live_labels.get(MANAGED_BY_LABEL) == MANAGED_BY and live_labels.get(INSTALL_NAMESPACE_LABEL) == settings.namespace
 
 
 def service_account(settings: WebhookSettings) -> dict[str, Any]:
@@ -168,6 +197,18 @@ def cluster_role(settings: WebhookSettings) -> dict[str, Any]:
             {"apiGroups": ["windows.k8s.io"], "resources": ["gmsacredentialspecs"], "verbs": ["get"]},
             {"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"], "verbs": ["create"]},
         ],
+    }
+
+
+def view_cluster_role(settings: WebhookSettings) -> dict[str, Any]:
+    """Opt-in: aggregated into the built-in ``view`` role, so namespace viewers can read credspecs (upstream master 993de21)."""
+    metadata = _meta(settings, f"{settings.name}-viewer", namespaced=False)
+    metadata["labels"][VIEW_AGGREGATION_LABEL] = "true"
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": metadata,
+        "rules": [{"apiGroups": ["windows.k8s.io"], "resources": ["gmsacredentialspecs"], "verbs": ["get", "list", "watch"]}],
     }
 
 
@@ -206,7 +247,15 @@ def tls_secret(settings: WebhookSettings, cert: str, key: str, ca_bundle: str) -
     }
 
 
-def deployment(settings: WebhookSettings) -> dict[str, Any]:
+def _default_affinity(settings: WebhookSettings) -> dict[str, Any]:
+    # Replicas on different nodes, so one node going down does not take admission with it.
+    term = {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": _selector(settings)}}
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}}
+
+
+def deployment(settings: WebhookSettings, certificate_sha256: str | None) -> dict[str, Any]:
+    """The webhook pods. ``certificate_sha256`` (the served certificate's) goes on the pod template, so a renewal
+    rolls them; None (cert-manager has not issued yet) leaves it out."""
     env = [
         {"name": "TLS_CRT", "value": f"{TLS_MOUNT}/tls.crt"},
         {"name": "TLS_KEY", "value": f"{TLS_MOUNT}/tls.key"},
@@ -214,16 +263,20 @@ def deployment(settings: WebhookSettings) -> dict[str, Any]:
         {"name": "LOG_LEVEL", "value": settings.log_level},
         # Several replicas of a workload sharing one gMSA lose the domain trust unless each gets its own hostname.
         {"name": "RANDOM_HOSTNAME", "value": "true" if settings.random_hostname else "false"},
+        # The webhook's client to the API server (main.go createKubeClient reads QPS and BURST).
+        {"name": "QPS", "value": f"{settings.qps:g}"},
+        {"name": "BURST", "value": str(settings.burst)},
     ]
     container = {
         "name": "webhook",
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        # The server certificate is renewed in place; the webhook rereads it instead of being restarted.
-        "args": ["--cert-reload"],
+        # No --cert-reload: a renewal rolls the pods (see CERTIFICATE_ANNOTATION), which is reliable where the
+        # reloader's fsnotify watch is not (it watches the files the kubelet's first ..data swap replaces).
         "env": env,
         "ports": [{"name": "https", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"scheme": "HTTPS", "path": "/health", "port": CONTAINER_PORT}, "periodSeconds": 10},
+        # A rolled pod gets Service traffic only once it serves TLS.
+        "readinessProbe": {"httpGet": {"scheme": "HTTPS", "path": "/health", "port": CONTAINER_PORT}, "periodSeconds": 2, "failureThreshold": 3},
         "resources": settings.resources,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -236,14 +289,7 @@ def deployment(settings: WebhookSettings) -> dict[str, Any]:
         "serviceAccountName": settings.name,
         "nodeSelector": dict(settings.node_selector, **{"kubernetes.io/os": "linux"}),
         "securityContext": {"runAsNonRoot": True, "runAsUser": NON_ROOT_UID, "runAsGroup": NON_ROOT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
-        # Replicas on different nodes, so one node going down does not take admission with it.
-        "affinity": {
-            "podAntiAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [
-                    {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": _selector(settings)}}}
-                ]
-            }
-        },
+        "affinity": settings.affinity if settings.affinity is not None else _default_affinity(settings),
         "containers": [container],
         "volumes": [{"name": "tls", "secret": {"secretName": settings.tls_secret}}],
     }
@@ -251,6 +297,11 @@ def deployment(settings: WebhookSettings) -> dict[str, Any]:
         pod_spec["tolerations"] = list(settings.tolerations)
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    if settings.priority_class_name:
+        pod_spec["priorityClassName"] = settings.priority_class_name
+    template_metadata: dict[str, Any] = {"labels": labels(settings)}
+    if certificate_sha256:
+        template_metadata["annotations"] = {CERTIFICATE_ANNOTATION: certificate_sha256}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -258,7 +309,10 @@ def deployment(settings: WebhookSettings) -> dict[str, Any]:
         "spec": {
             "replicas": settings.replicas,
             "selector": {"matchLabels": _selector(settings)},
-            "template": {"metadata": {"labels": labels(settings)}, "spec": pod_spec},
+            # A roll (renewal, upgrade) starts a new pod and waits for it to be ready before stopping an old one,
+            # so the Service always has a ready pod.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
 
@@ -276,7 +330,11 @@ def service(settings: WebhookSettings) -> dict[str, Any]:
 
 
 def pod_disruption_budget(settings: WebhookSettings) -> dict[str, Any]:
-    """At most one replica evicted at a time: drains proceed, admission never loses every replica at once."""
+    """At most one replica evicted at a time: with the default 2 replicas a drain keeps one serving.
+
+    maxUnavailable 1 rather than minAvailable 1: the same with 2 or more replicas, but with replicas=1 a
+    minAvailable 1 would block every node drain for good. Rollouts are governed by the Deployment's strategy.
+    """
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -302,6 +360,7 @@ def _webhook(settings: WebhookSettings, path: str, operations: list[str], ca_bun
             "matchExpressions": [
                 {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded},
                 {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["true"]},
+                {"key": LEGACY_OPT_OUT_LABEL, "operator": "NotIn", "values": [LEGACY_OPT_OUT_VALUE]},
             ]
         },
     }
@@ -327,6 +386,8 @@ def validating_webhook_configuration(settings: WebhookSettings, ca_bundle: str |
 def cert_manager_objects(settings: WebhookSettings, dns_names: list[str]) -> list[dict[str, Any]]:
     """A self-signed root, a CA issuer from it, and the serving Certificate cert-manager keeps renewed."""
     root, ca = f"{settings.name}-selfsigned", f"{settings.name}-ca"
+    # cert-manager copies these labels onto the Secrets it writes, so they are recognised as this install's.
+    secret_template = {"labels": labels(settings)}
 
     def cert_manager(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "cert-manager.io/v1", "kind": kind, "metadata": _meta(settings, name), "spec": spec}
@@ -336,9 +397,28 @@ def cert_manager_objects(settings: WebhookSettings, dns_names: list[str]) -> lis
         cert_manager(
             "Certificate",
             ca,
-            {"isCA": True, "commonName": ca, "secretName": settings.ca_secret, "duration": "87600h", "issuerRef": {"name": root, "kind": "Issuer"}},
+            {
+                "isCA": True,
+                "commonName": ca,
+                "secretName": settings.ca_secret,
+                "secretTemplate": secret_template,
+                "duration": settings.ca_duration,
+                "issuerRef": {"name": root, "kind": "Issuer"},
+            },
         ),
         cert_manager("Issuer", ca, {"ca": {"secretName": settings.ca_secret}}),
         # Named like the install: the webhook configurations' inject-ca-from annotation points here.
-        cert_manager("Certificate", settings.name, {"secretName": settings.tls_secret, "dnsNames": dns_names, "issuerRef": {"name": ca, "kind": "Issuer"}}),
+        cert_manager(
+            "Certificate",
+            settings.name,
+            {
+                "secretName": settings.tls_secret,
+                "secretTemplate": secret_template,
+                "dnsNames": dns_names,
+                "duration": settings.certificate_duration,
+                "renewBefore": settings.certificate_renew_before,
+                "privateKey": {"rotationPolicy": settings.private_key_rotation_policy},
+                "issuerRef": {"name": ca, "kind": "Issuer"},
+            },
+        ),
     ]

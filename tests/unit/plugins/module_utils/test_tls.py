@@ -1,6 +1,7 @@
 """Unit tests for the webhook's TLS material: issuance, and when to keep or renew it."""
 
 import datetime
+import hashlib
 import ssl
 
 import pytest
@@ -118,3 +119,21 @@ def test_chain_passes_strict_x509_verification(ca, server, tmp_path):
             except ssl.SSLWantReadError:
                 pass
     assert client.version() is not None
+
+
+def test_fingerprint_is_the_sha256_of_the_leaf_certificate(server, ca):
+    der = x509.load_pem_x509_certificate(server.cert.encode()).public_bytes(_tls.serialization.Encoding.DER)
+    assert _tls.fingerprint(server.cert) == hashlib.sha256(der).hexdigest()
+    # A chain (leaf first) has the leaf's fingerprint; another certificate has another.
+    assert _tls.fingerprint(server.cert + ca.cert) == _tls.fingerprint(server.cert) != _tls.fingerprint(ca.cert)
+
+
+def test_provided_certificate_is_accepted_when_it_serves_the_service_and_chains_to_the_bundle(ca, server):
+    other_ca = _tls.new_ca("other CA", NOW, 3650 * DAY)
+    assert _tls.provided_certificate_problem(server, other_ca.cert + ca.cert, "gmsa-webhook.gmsa-system.svc", NOW) is None
+    assert "was not issued by a certificate of tls.ca_bundle" in _tls.provided_certificate_problem(server, other_ca.cert, "gmsa-webhook.gmsa-system.svc", NOW)
+    assert "the API server calls gmsa-webhook.other.svc" in _tls.provided_certificate_problem(server, ca.cert, "gmsa-webhook.other.svc", NOW)
+    assert "expired on" in _tls.provided_certificate_problem(server, ca.cert, "gmsa-webhook.gmsa-system.svc", NOW + 400 * DAY)
+    assert "key does not match" in _tls.provided_certificate_problem(_tls.KeyPair(server.cert, ca.key), ca.cert, "gmsa-webhook.gmsa-system.svc", NOW)
+    with pytest.raises(ValueError):
+        _tls.load_bundle("not a certificate")

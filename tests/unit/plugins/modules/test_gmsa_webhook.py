@@ -29,6 +29,15 @@ SETTINGS = manifests.WebhookSettings()
         ({"tolerations": [{"key": "a", "operator": "In"}]}, "tolerations[0].operator: must be one of Exists, Equal"),
         ({"tolerations": [{"key": "a", "effect": "NoScheduling"}]}, "tolerations[0].effect: must be one of NoSchedule"),
         ({"resources": {"request": {"cpu": "1"}}}, "resources.request: resources take requests and limits"),
+        ({"qps": 0}, "qps: must be greater than 0"),
+        ({"burst": 0}, "burst: must be at least 1"),
+        ({"affinity": {"podAntiAfinity": {}}}, "affinity: unknown field(s) podAntiAfinity"),
+        ({"priority_class_name": "Critical"}, "priority_class_name: 'Critical' is not a lowercase RFC 1123 subdomain"),
+        ({"tls": {"mode": "provided", "secret_name": "serving"}}, "missing: ca_bundle found in tls"),
+        ({"tls": {"mode": "provided", "secret_name": "serving", "ca_bundle": "garbage"}}, "tls.ca_bundle: must be PEM certificates"),
+        ({"tls": {"mode": "provided", "secret_name": "Serving_1", "ca_bundle": "x"}}, "tls.secret_name: 'Serving_1' is not"),
+        ({"tls": {"secret_name": "serving"}}, "tls.secret_name: applies only to tls.mode=provided"),
+        ({"tls": {"mode": "cert_manager", "validity_days": 30, "renew_before_days": 30}}, "tls.renew_before_days: must be smaller than tls.validity_days"),
     ],
 )
 def test_invalid_options_fail_before_the_cluster_is_touched(args, message, run_offline):
@@ -85,3 +94,67 @@ def test_ca_in_its_window_is_replaced_and_stays_trusted_until_it_expires():
     stored = _secret(new_ca, {"previous.crt": base64.b64encode(previous.encode()).decode()})
     assert gmsa_webhook.plan_certificates(SETTINGS, TLS, stored, _secret(new_server), later)[1] == ca.cert
     assert gmsa_webhook.plan_certificates(SETTINGS, TLS, stored, _secret(new_server), later + datetime.timedelta(days=30))[1] is None
+
+
+def test_new_options_reach_the_settings():
+    params = {spec: options.get("default") for spec, options in gmsa_webhook.ARGUMENT_SPEC.items()}
+    params["tls"] = dict(TLS, mode="cert_manager", private_key_rotation_policy="Never", secret_name=None, ca_bundle=None)
+    params.update(qps=12.5, burst=25, priority_class_name="system-cluster-critical", affinity={"podAffinity": {}}, view_aggregation=True)
+    settings = gmsa_webhook.settings_from(params)
+    assert (settings.qps, settings.burst, settings.priority_class_name, settings.affinity, settings.view_aggregation) == (
+        12.5, 25, "system-cluster-critical", {"podAffinity": {}}, True,
+    )
+    assert (settings.certificate_duration, settings.certificate_renew_before, settings.ca_duration) == ("8760h", "720h", "87600h")
+    assert settings.private_key_rotation_policy == "Never" and settings.cert_manager
+    # The chart's defaults, not the binary's.
+    assert (gmsa_webhook.ARGUMENT_SPEC["qps"]["default"], gmsa_webhook.ARGUMENT_SPEC["burst"]["default"]) == (30.0, 50)
+
+
+class LiveObjects:
+    """Stands in for the Reconciler's lookups: the live objects by (kind, name)."""
+
+    def __init__(self, *objects):
+        self.objects = {(obj["kind"], obj["metadata"]["name"]): obj for obj in objects}
+
+    def live(self, obj):
+        return self.objects.get((obj["kind"], obj["metadata"]["name"]))
+
+
+def _foreign(kind, name, namespace=None, labels=None, annotations=None):
+    metadata = {"name": name, "labels": labels or {}, "annotations": annotations or {}}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"kind": kind, "metadata": metadata}
+
+
+def test_objects_of_another_install_are_named_with_who_made_them():
+    live = LiveObjects(
+        # upstream's deploy script (gmsa-webhook.yml.tpl): no labels at all
+        _foreign("Deployment", "gmsa-webhook", "gmsa-webhook"),
+        # the chart: a chart label; installed by helm, also Helm's label and release annotations
+        _foreign("Service", "gmsa-webhook", "gmsa-webhook", {"chart": "gmsa-0.12.1"}),
+        _foreign(
+            "MutatingWebhookConfiguration", "gmsa-webhook", labels={"app.kubernetes.io/managed-by": "Helm", "chart": "gmsa-0.12.1"},
+            annotations={"meta.helm.sh/release-name": "gmsa-webhook", "meta.helm.sh/release-namespace": "gmsa-webhook"},
+        ),
+        # this collection, installed in another namespace
+        manifests.cluster_role(manifests.WebhookSettings(namespace="elsewhere")),
+        # this install's own object is no conflict
+        manifests.cluster_role_binding(SETTINGS),
+    )
+    foreign = gmsa_webhook.foreign_objects(live, SETTINGS)
+    assert foreign == {
+        "Deployment gmsa-webhook/gmsa-webhook": (
+            "not this collection (no wincontainers.gmsa label: upstream's deploy-gmsa-webhook.sh, Install-AksHciGMSAWebhook or kubectl)"
+        ),
+        "Service gmsa-webhook/gmsa-webhook": "the windows-gmsa Helm chart (gmsa-0.12.1)",
+        "MutatingWebhookConfiguration gmsa-webhook": "Helm release gmsa-webhook/gmsa-webhook",
+        "ClusterRole gmsa-webhook": "the install of this collection in namespace elsewhere",
+    }
+
+
+def test_a_provided_secret_is_never_counted_as_foreign_and_cert_manager_secrets_are_cert_managers():
+    secret = _foreign("Secret", "serving", "gmsa-webhook")
+    assert gmsa_webhook.foreign_objects(LiveObjects(secret), manifests.WebhookSettings(provided_secret="serving")) == {}
+    planned = {gmsa_webhook.object_ref(obj) for obj in gmsa_webhook.planned_objects(manifests.WebhookSettings(cert_manager=True))}
+    assert "Certificate gmsa-webhook/gmsa-webhook" in planned and "Secret gmsa-webhook/gmsa-webhook-tls" not in planned

@@ -72,3 +72,12 @@ def test_wait_for_returns_once_ready_and_times_out_naming_what():
     assert _waiter.wait_for(lambda: next(answers), "Deployment ns/web", timeout=10, sleep=lambda _seconds: None) == "2 of 2 replicas ready"
     with pytest.raises(_waiter.WaitTimeout, match=r"^Deployment ns/web not ready after 0 s: 0 of 2 replicas ready$"):
         _waiter.wait_for(lambda: (False, "0 of 2 replicas ready"), "Deployment ns/web", timeout=0, sleep=lambda _seconds: None)
+
+
+def test_a_terminating_namespace_is_not_gone_until_the_api_server_forgets_it():
+    terminating = {
+        "metadata": {"name": "gmsa-webhook"},
+        "status": {"phase": "Terminating", "conditions": [{"type": "NamespaceFinalizersRemaining", "status": "True", "message": "hold in 1 resource"}]},
+    }
+    assert _waiter.namespace_gone(terminating) == (False, "namespace gmsa-webhook is Terminating (NamespaceFinalizersRemaining: hold in 1 resource)")
+    assert _waiter.namespace_gone(None) == (True, "the namespace is gone")

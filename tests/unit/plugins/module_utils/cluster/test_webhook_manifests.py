@@ -42,11 +42,11 @@ def test_namespace_opts_out_of_its_own_webhooks():
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_deployment_runs_non_root_on_linux_with_cert_reload():
+def test_deployment_runs_non_root_on_linux_and_reads_its_certificate_at_start():
     settings = manifests.WebhookSettings(
         namespace="gmsa-system", node_selector={"pool": "system"}, tolerations=({"key": "dedicated", "operator": "Exists"},), random_hostname=True
     )
-    spec = manifests.deployment(settings)["spec"]
+    spec = manifests.deployment(settings, "ab12")["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert spec["replicas"] == 2
@@ -54,17 +54,73 @@ def test_deployment_runs_non_root_on_linux_with_cert_reload():
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
-    assert container["args"] == ["--cert-reload"]
+    # Renewals roll the pods instead: --cert-reload misses every renewal after the first (upstream issue 176).
+    assert "args" not in container
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["TLS_CRT"] == "/tls/tls.crt" and env["TLS_KEY"] == "/tls/tls.key"
     assert env["HTTPS_PORT"] == str(manifests.CONTAINER_PORT) and manifests.CONTAINER_PORT > 1024
     assert env["RANDOM_HOSTNAME"] == "true"
+    # The chart's client defaults (values.yaml qps 30, burst 50), not the binary's 5/10.
+    assert env["QPS"] == "30" and env["BURST"] == "50"
     assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": "gmsa-webhook-tls"}}]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert "priorityClassName" not in pod
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_a_new_certificate_rolls_the_pods_one_at_a_time_keeping_one_ready():
+    first, renewed = (manifests.deployment(SETTINGS, fingerprint)["spec"] for fingerprint in ("aa", "bb"))
+    assert first["template"]["metadata"]["annotations"] == {manifests.CERTIFICATE_ANNOTATION: "aa"}
+    assert first["template"] != renewed["template"]
+    assert first["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert first["replicas"] >= 2
+    probe = first["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["httpGet"] == {"scheme": "HTTPS", "path": "/health", "port": manifests.CONTAINER_PORT}
+    # Not issued yet (cert-manager): no annotation rather than an empty one.
+    assert "annotations" not in manifests.deployment(SETTINGS, None)["spec"]["template"]["metadata"]
+
+
+def test_pod_options_pass_through():
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    settings = manifests.WebhookSettings(qps=12.5, burst=20, affinity=affinity, priority_class_name="system-cluster-critical")
+    pod = manifests.deployment(settings, None)["spec"]["template"]["spec"]
+    env = {item["name"]: item["value"] for item in pod["containers"][0]["env"]}
+    assert (env["QPS"], env["BURST"]) == ("12.5", "20")
+    assert pod["affinity"] == affinity and pod["priorityClassName"] == "system-cluster-critical"
+
+
+def test_provided_secret_is_mounted():
+    settings = manifests.WebhookSettings(provided_secret="my-serving")
+    pod = manifests.deployment(settings, "aa")["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": "my-serving"}}]
+
+
+def test_view_aggregation_role_reads_credspecs_only():
+    role = manifests.view_cluster_role(SETTINGS)
+    assert role["metadata"]["name"] == "gmsa-webhook-viewer"
+    assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert role["rules"] == [{"apiGroups": ["windows.k8s.io"], "resources": ["gmsacredentialspecs"], "verbs": ["get", "list", "watch"]}]
+
+
+@pytest.mark.parametrize(
+    ("live_labels", "created"),
+    [
+        (None, False),
+        ({}, False),
+        ({"kubernetes.io/metadata.name": "kube-system"}, False),
+        ({"app.kubernetes.io/managed-by": "wincontainers.gmsa", manifests.INSTALL_NAMESPACE_LABEL: "gmsa-system"}, True),
+        ({"app.kubernetes.io/managed-by": "wincontainers.gmsa", manifests.INSTALL_NAMESPACE_LABEL: "other"}, False),
+    ],
+)
+def test_a_namespace_counts_as_created_only_with_this_installs_labels(live_labels, created):
+    live = None if live_labels is None else {"metadata": {"name": "gmsa-system", "labels": live_labels}}
+    assert manifests.created_namespace(live, SETTINGS) is created
+    # What the module creates passes its own test.
+    assert manifests.created_namespace(manifests.namespace(SETTINGS), SETTINGS)
 
 
 def test_service_and_pdb_select_the_deployment_pods():
-    pod_labels = manifests.deployment(SETTINGS)["spec"]["template"]["metadata"]["labels"]
+    pod_labels = manifests.deployment(SETTINGS, None)["spec"]["template"]["metadata"]["labels"]
     service = manifests.service(SETTINGS)["spec"]
     assert service["selector"].items() <= pod_labels.items()
     assert service["ports"] == [{"name": "https", "port": 443, "targetPort": manifests.CONTAINER_PORT, "protocol": "TCP"}]
@@ -86,6 +142,8 @@ def test_webhook_configurations(builder, path, operations):
     assert webhook["namespaceSelector"]["matchExpressions"] == [
         {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["gmsa-system", "kube-system"]},
         {"key": "windows.k8s.io/disabled", "operator": "NotIn", "values": ["true"]},
+        # Upstream's deploy script labels opted-out namespaces gmsa-webhook=disabled (gmsa-webhook.yml.tpl).
+        {"key": "gmsa-webhook", "operator": "NotIn", "values": ["disabled"]},
     ]
 
 
@@ -97,7 +155,11 @@ def test_cert_manager_mode_injects_the_ca_instead_of_a_bundle():
     objects = {(obj["kind"], obj["metadata"]["name"]): obj for obj in manifests.cert_manager_objects(settings, ["a.svc"])}
     serving = objects[("Certificate", "gmsa-webhook")]["spec"]
     assert serving["secretName"] == settings.tls_secret and serving["dnsNames"] == ["a.svc"]
+    assert (serving["duration"], serving["renewBefore"], serving["privateKey"]) == ("8760h", "720h", {"rotationPolicy": "Always"})
     assert objects[("Certificate", "gmsa-webhook-ca")]["spec"]["isCA"]
+    # The Secrets cert-manager writes carry the install's labels, so uninstall recognises them.
+    for certificate in (serving, objects[("Certificate", "gmsa-webhook-ca")]["spec"]):
+        assert certificate["secretTemplate"]["labels"] == manifests.labels(settings)
 
 
 def test_every_object_is_labelled_as_ours_and_cluster_scoped_ones_name_their_install():
@@ -109,15 +171,16 @@ def test_every_object_is_labelled_as_ours_and_cluster_scoped_ones_name_their_ins
         manifests.cluster_role_binding(SETTINGS),
         manifests.ca_secret(SETTINGS, "c", "k", None),
         manifests.tls_secret(SETTINGS, "c", "k", "b"),
-        manifests.deployment(SETTINGS),
+        manifests.deployment(SETTINGS, None),
         manifests.service(SETTINGS),
         manifests.pod_disruption_budget(SETTINGS),
         manifests.mutating_webhook_configuration(SETTINGS, "b"),
         manifests.validating_webhook_configuration(SETTINGS, "b"),
+        manifests.view_cluster_role(SETTINGS),
     ]
     for obj in objects:
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "wincontainers.gmsa", obj["kind"]
-    for obj in objects[3:5] + objects[-2:]:
+    for obj in objects[3:5] + objects[-3:]:
         assert obj["metadata"]["labels"][manifests.INSTALL_NAMESPACE_LABEL] == "gmsa-system", obj["kind"]
 
 
