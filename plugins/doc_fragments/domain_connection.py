@@ -51,8 +51,9 @@ options:
         V(kerberos) needs, on the controller, C(pykerberos) for WinRM (C(pywinrm[kerberos])) and the
         C(pyspnego[kerberos]) extra for LDAP, plus a Kerberos configuration (O(domain_krb5_config)).
       - V(credssp) exists for WinRM only and needs C(pywinrm[credssp]).
-      - V(basic) (WinRM basic authentication, an LDAP simple bind) sends the password itself, so it is refused
-        unless O(domain_tls) is V(tls) or V(starttls).
+      - V(basic) is an LDAP simple bind; it sends the password itself, so it is refused unless O(domain_tls) is
+        V(tls) or V(starttls). It is refused with the winrm transport: the WinRM service accepts Basic
+        authentication for local accounts only, and a domain controller has none.
       - Can be set with the environment variable E(GMSA_DOMAIN_AUTH).
     type: str
     choices: [ntlm, kerberos, credssp, basic]

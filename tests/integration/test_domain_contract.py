@@ -27,6 +27,8 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     open_domain_client,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._gmsa_password import request_ticket
+from winrm.exceptions import InvalidCredentialsError
+from winrm.protocol import Protocol
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
 pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
@@ -198,10 +200,19 @@ class TestWinRMVariants:
         with open_domain_client(params) as domain_client:
             assert domain_client.domain_facts().netbios_name == samba_dc["netbios_name"]
 
-    def test_basic_over_https(self, winrm_params, samba_dc):
+    def test_basic_is_refused_naming_the_option(self, winrm_params):
         params = dict(winrm_params, domain_auth="basic", domain_username=winrm_params["domain_username"].split("\\")[1])
-        with open_domain_client(params) as domain_client:
-            assert domain_client.domain_facts().netbios_name == samba_dc["netbios_name"]
+        with pytest.raises(DomainError, match="^domain_auth: basic authenticates only local accounts"):
+            open_domain_client(params)
+
+    def test_endpoint_refuses_basic_as_a_dc_does(self, https_endpoint, winrm_params, tls_files):
+        # Past the module's own check: the double must refuse Basic as a DC's WinRM service does.
+        protocol = Protocol(
+            f"https://127.0.0.1:{https_endpoint.port}/wsman", transport="basic", username=winrm_params["domain_username"].split("\\")[1],
+            password=winrm_params["domain_password"], ca_trust_path=tls_files[2], proxy=None,
+        )
+        with pytest.raises(InvalidCredentialsError):
+            protocol.open_shell()
 
     def test_untrusted_certificate_is_refused(self, winrm_params):
         with pytest.raises(DomainConnectionError, match="CERTIFICATE_VERIFY_FAILED"):

@@ -7,11 +7,19 @@ What is real: HTTP(S) on a socket, the NTLM handshake (pyspnego acceptor, channe
 message encryption on HTTP, basic authentication on HTTPS, the SOAP envelopes of the five shell actions plus
 Send, base64 streams and exit codes, as pywinrm exchanges them with Windows.
 
-What is not: no PowerShell runs. The endpoint recognizes each script the transport sends (it must be, byte
-for byte, one of ``_ps_scripts``), reads the JSON on stdin and carries out the same operation on the lab DC
-over LDAP, answering with the JSON the script would print. So the suite proves the transport, the wire
-protocol, the input/output contract and the error mapping; whether the PowerShell itself does the right
-thing on Windows is checked only by parsing (tests/unit/plugins/module_utils/test_ps_scripts.py).
+What is not: no PowerShell runs. The endpoint recognizes the bootstrap command line and each script the
+transport sends on stdin (it must be, byte for byte, one of ``_ps_scripts``), and carries out the same
+operation on the lab DC over LDAP, step by step as the script's cmdlets would, answering with the JSON the
+script would print. So the suite proves the transport, the wire protocol, the input/output contract and the
+error mapping; whether the PowerShell itself does the right thing on Windows is checked only statically
+(tests/unit/plugins/module_utils/domain/test_ps_scripts.py).
+
+Where Windows refuses something, so does the endpoint (the double is wrong where it differs):
+- stdin sent to a command started with console-mode stdin (WINRS_CONSOLEMODE_STDIN=TRUE, pywinrm's default):
+  PowerShell's ``[Console]::In.ReadToEnd()`` then never sees an end of file; here the command fails at once;
+- a command line over cmd.exe's 8,191 characters (32,767, CreateProcess's limit, with WINRS_SKIP_CMD_SHELL);
+- Basic authentication: the WinRM service accepts it for local accounts only, and a DC has none;
+- ``New-ADUser -AccountPassword`` with a password the domain refuses leaves the user behind, disabled.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from xml.etree import ElementTree
 
 import pytest
 import spnego
+from cryptography.hazmat.primitives import hashes, padding as symmetric_padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 import spnego.channel_bindings
 import spnego.exceptions
 
@@ -49,8 +60,14 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     open_domain_client,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap_transport import LdapDomainClient
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import LDAPError, escape_filter_value
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import LDAPError, escape_dn_value, escape_filter_value
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import encode_group_msa_membership
+
+# userAccountControl bits (MS-ADTS 2.2.16)
+_ACCOUNTDISABLE = 0x2
+_PASSWD_NOTREQD = 0x20
+_NORMAL_ACCOUNT = 0x200
+_DONT_EXPIRE_PASSWORD = 0x10000
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -62,7 +79,9 @@ _SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 _BOUNDARY = b"--Encrypted Boundary"
 _ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 _NTLM_SIGNATURE_SIZE = 16
-_SCRIPTS = {_ps_scripts.build_script(operation): operation for operation in _ps_scripts.OPERATIONS}
+# https://learn.microsoft.com/en-us/troubleshoot/windows-client/shell-experience/command-line-string-limitation
+CMD_EXE_LIMIT = 8191
+CREATE_PROCESS_LIMIT = 32767
 
 
 class WSManEndpoint:
@@ -164,13 +183,13 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         scheme, _space, token = header.partition(" ")
         if scheme == "Basic":
-            # Basic only over TLS, as Windows' WinRM service allows it.
-            expected = base64.b64encode(f"{self.endpoint.username}:{self.endpoint.password}".encode()).decode()
-            return (self.endpoint.tls_files is not None and token == expected) or self._unauthorized()
+            # The WinRM service checks Basic credentials against local accounts only, and a DC has none
+            # (https://learn.microsoft.com/en-us/windows/win32/winrm/authentication-for-remote-connections).
+            return self._unauthorized("Negotiate")
         if self.authenticated:
             return True
         if scheme not in ("NTLM", "Negotiate"):
-            return self._unauthorized("Negotiate", 'Basic realm="WSMAN"') if self.endpoint.tls_files else self._unauthorized("Negotiate")
+            return self._unauthorized("Negotiate")
         if self.context is None:
             bindings = None
             if self.endpoint.certificate_hash:
@@ -222,9 +241,12 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
         elif name == "Command":
             command_id = str(uuid.uuid4()).upper()
             line = body.find("rsp:CommandLine", NS)
+            options = {option.get("Name"): option.text for option in envelope.findall("s:Header/w:OptionSet/w:Option", NS)}
             self.shells[shell_id][command_id] = {
                 "command": line.findtext("rsp:Command", namespaces=NS),
                 "arguments": (line.findtext("rsp:Arguments", default="", namespaces=NS)).split(),
+                "console_mode_stdin": options.get("WINRS_CONSOLEMODE_STDIN", "TRUE").upper() == "TRUE",
+                "skip_cmd_shell": options.get("WINRS_SKIP_CMD_SHELL", "FALSE").upper() == "TRUE",
                 "stdin": b"",
             }
             content = f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
@@ -233,7 +255,7 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
             command = self.shells[shell_id][stream.get("CommandId")]
             command["stdin"] += base64.b64decode(stream.text or "")
             if stream.get("End") == "true":
-                command["output"] = self.endpoint.execute(command["command"], command["arguments"], command["stdin"])
+                command["output"] = _run_as_windows_would(self.endpoint.execute, command)
             content = "<rsp:SendResponse/>"
         elif name == "Receive":
             command_id = body.find("rsp:Receive/rsp:DesiredStream", NS).get("CommandId")
@@ -253,6 +275,17 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
         else:
             return 500, _fault(message_id, f"action {action} is not implemented by this endpoint")
         return 200, _envelope(f"{action}Response", message_id, content)
+
+
+def _run_as_windows_would(execute, command: dict) -> tuple[bytes, bytes, int]:
+    """Refuse what Windows would not run, as it would; else ``execute`` the command."""
+    line = " ".join([command["command"], *command["arguments"]])
+    if len(line) > (CREATE_PROCESS_LIMIT if command["skip_cmd_shell"] else CMD_EXE_LIMIT):
+        return b"", b"The command line is too long.\r\n", 1
+    if command["console_mode_stdin"]:
+        # Windows would let the command wait for an end of file that never comes, until the operation times out.
+        return b"", _clixml_error("stdin was sent to a console-mode command (WINRS_CONSOLEMODE_STDIN=TRUE): ReadToEnd would never return"), 1
+    return execute(command["command"], command["arguments"], command["stdin"])
 
 
 def _envelope(action: str, relates_to: str, body: str) -> bytes:
@@ -282,22 +315,52 @@ class PowerShellOnLdap:
     def __init__(self, ldap: LdapDomainClient) -> None:
         self.ldap = ldap
         self.operations: list[str] = []
+        self.servers: list[str] = []
+        self._dc_host_name = None
+
+    @staticmethod
+    def _error(message: str, error_type: str, error_id: str) -> tuple[bytes, bytes, int]:
+        """What the bootstrap or the wrapper's catch block prints."""
+        return json.dumps({"error": {"message": message, "type": error_type, "id": error_id}}).encode("ascii"), b"", 1
 
     def __call__(self, command: str, arguments: list[str], stdin: bytes) -> tuple[bytes, bytes, int]:
         if command != "powershell.exe" or "-EncodedCommand" not in arguments:
             return b"", _clixml_error(f"'{command}' is not recognized as a command this endpoint runs"), 1
         script = base64.b64decode(arguments[arguments.index("-EncodedCommand") + 1]).decode("utf-16-le")
-        operation = _SCRIPTS.get(script)
+        if script != _ps_scripts.BOOTSTRAP:
+            return b"", _clixml_error("The command is not _ps_scripts.BOOTSTRAP: the endpoint cannot tell what it would do"), 1
+        if not stdin.strip():
+            return self._error("no request arrived on standard input", "EmptyInput", "EmptyInput")
+        # PowerShell reads the pipe as code page 437; the transport's JSON is ASCII, anything else is a bug.
+        request = json.loads(stdin.decode("ascii"))
+        if not request.get("script"):
+            return self._error("the request on standard input has no script", "EmptyInput", "EmptyInput")
+        # Looked up at each call, so that a test may swap a script in _ps_scripts.OPERATIONS.
+        scripts = {_ps_scripts.build_script(operation): operation for operation in _ps_scripts.OPERATIONS}
+        operation = scripts.get(request["script"])
         if operation is None:
             return b"", _clixml_error("The script is not one of _ps_scripts: the endpoint cannot tell what it would do"), 1
         self.operations.append(operation)
+        data = request.get("input")
+        if data is None:
+            return self._error("the request carries no input document", "System.Management.Automation.RuntimeException", "the request carries no input document")
+        for key in _ps_scripts.input_keys(operation):
+            if key not in data:
+                message = f"the input document lacks the key '{key}'"
+                return self._error(message, "System.Management.Automation.RuntimeException", message)
+        server = request.get("server") or self._discover_dc()
+        self.servers.append(server)
         try:
-            result = getattr(self, operation)(json.loads(stdin.decode("ascii")))
+            result = getattr(self, operation)(data)
         except (DomainError, LDAPError) as error:
-            # What the wrapper's catch block prints for an exception of the AD cmdlets.
-            answer = {"error": {"message": str(error), "type": "Microsoft.ActiveDirectory.Management.ADException", "id": f"ActiveDirectoryServer:{operation}"}}
-            return json.dumps(answer).encode("ascii"), b"", 1
-        return json.dumps({"result": result}).encode("ascii"), b"", 0
+            return self._error(str(error), "Microsoft.ActiveDirectory.Management.ADException", f"ActiveDirectoryServer:{operation}")
+        return json.dumps({"result": result, "server": server}).encode("ascii"), b"", 0
+
+    def _discover_dc(self) -> str:
+        """Get-ADDomainController -Discover -Writable: the lab's one DC."""
+        if self._dc_host_name is None:
+            self._dc_host_name = self.ldap._connection.rootdse(("dnsHostName",))["dnsHostName"][0]
+        return self._dc_host_name
 
     # --- one method per script, named as the operation --------------------------------------------------------
 
@@ -388,11 +451,47 @@ class PowerShellOnLdap:
         user = self.ldap.find_user(data["name"])
         return self._user(user) if user else None
 
+    # New-ADUser, Set-ADAccountPassword, Set-ADUser and Remove-ADUser as separate writes, as the cmdlets make them.
+
+    def _new_ad_user(self, data: dict, password: str | None) -> str:
+        """New-ADUser: adds the user disabled, then sets -AccountPassword and enables it in later writes.
+
+        When the domain refuses the password the user stays behind, disabled: what Windows does.
+        """
+        dn = f"CN={escape_dn_value(data['name'])},{data['container']}"
+        attributes = {
+            "objectClass": "user",
+            "sAMAccountName": data["name"],
+            "userPrincipalName": f"{data['name']}@{self.ldap.domain_facts().dns_name}",
+            # What AD gives an account added without a password: disabled, PASSWD_NOTREQD.
+            "userAccountControl": _NORMAL_ACCOUNT | _ACCOUNTDISABLE | _PASSWD_NOTREQD | (_DONT_EXPIRE_PASSWORD if data["password_never_expires"] else 0),
+        }
+        if data["description"]:
+            attributes["description"] = data["description"]
+        self.ldap._call(f"New-ADUser {data['name']}", self.ldap._connection.add, dn, attributes)
+        if password is not None:
+            self._set_ad_account_password(dn, password)
+        return dn
+
+    def _set_ad_account_password(self, dn: str, password: str) -> None:
+        self.ldap._call("Set-ADAccountPassword", self.ldap._connection.modify, dn, [("replace", "unicodePwd", f'"{password}"'.encode("utf-16-le"))])
+
+    def _set_ad_user_enabled(self, dn: str, enabled: bool) -> None:
+        """Set-ADUser -Enabled -PasswordNotRequired $false."""
+        control = int(self.ldap._read(dn, ("userAccountControl",)).values("userAccountControl")[0])
+        control &= ~(_ACCOUNTDISABLE | _PASSWD_NOTREQD)
+        control |= 0 if enabled else _ACCOUNTDISABLE
+        self.ldap._call("Set-ADUser", self.ldap._connection.modify, dn, [("replace", "userAccountControl", control)])
+
     def create_user(self, data: dict) -> dict:
-        user = self.ldap.create_user(
-            data["name"], data["container"], data["password"], data["description"], data["enabled"], data["password_never_expires"]
-        )
-        return self._user(user)
+        dn = self._new_ad_user(data, password=None)
+        try:
+            self._set_ad_account_password(dn, data["password"])
+            self._set_ad_user_enabled(dn, data["enabled"])
+        except DomainError:
+            self.ldap._call("Remove-ADUser", self.ldap._connection.delete, dn)
+            raise
+        return self._user(self.ldap._read_user(dn))
 
     def _user_by_sid(self, sid: str):
         principal = self.ldap.resolve_principals([sid])[sid]
@@ -424,8 +523,21 @@ class PowerShellOnLdap:
         try:
             blob = self.ldap.read_managed_password(self._gmsa_by_guid(data["object_guid"]), data["username"], data["password"])
         except AuthenticationFailed:
-            return {"authenticated": False, "blob": None}
-        return {"authenticated": True, "blob": base64.b64encode(blob).decode() if blob else None}
+            return {"authenticated": False, "sealed_blob": None}
+        return {"authenticated": True, "sealed_blob": _seal(blob, data["recipient_key"]) if blob else None}
+
+
+def _seal(blob: bytes, recipient_key_xml: str) -> dict:
+    """What the script does with RSACryptoServiceProvider (OAEP, SHA-1) and AesCryptoServiceProvider (AES-256-CBC, PKCS7)."""
+    key_value = ElementTree.fromstring(recipient_key_xml)
+    modulus, exponent = (int.from_bytes(base64.b64decode(key_value.findtext(name)), "big") for name in ("Modulus", "Exponent"))
+    public_key = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    key, iv = secrets.token_bytes(32), secrets.token_bytes(16)
+    padder = symmetric_padding.PKCS7(algorithms.AES.block_size).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padder.update(blob) + padder.finalize()) + encryptor.finalize()
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    return {"key": base64.b64encode(public_key.encrypt(key, oaep)).decode(), "iv": base64.b64encode(iv).decode(), "ciphertext": base64.b64encode(ciphertext).decode()}
 
 
 # --- pytest fixtures (a plugin of the domain integration tests) ---------------------------------------------------

@@ -3,33 +3,76 @@
 
 """PowerShell run by the WinRM transport, kept as constants because AnsiballZ ships only Python.
 
-Every operation is one script body wrapped by :func:`build_script`. The body never contains a value: its input
-arrives on standard input as one ASCII JSON document (non-ASCII as ``\\uXXXX``), read into ``$in`` with
-``ConvertFrom-Json``, and the AD cmdlets get those values as parameters or as variables in ``-Filter`` (which
-the ActiveDirectory module evaluates itself), so quotes, ``$()``, backticks or ``;`` in a name stay data. A
-body sets ``$result``; the wrapper prints ``{"result": ...}`` or ``{"error": {...}}`` as ASCII JSON, because
-WinRM shells use code page 437 and would mangle anything else.
+The command line is always the same short :data:`BOOTSTRAP` (``powershell -EncodedCommand``): cmd.exe, which
+WinRM starts the command through, refuses a command line over 8,191 characters, and a script passed there
+would have to stay under it. The bootstrap reads one ASCII JSON document from standard input (sent in pipe
+mode, so that ``ReadToEnd`` sees its end): ``script`` (what :func:`build_script` returns), ``input`` (the
+operation's data, read into ``$in``) and ``server`` (the DC pinned for the run, empty on the first call).
+
+A script never contains a value: the AD cmdlets get the input as parameters or as variables in ``-Filter``
+(which the ActiveDirectory module evaluates itself), so quotes, ``$()``, backticks or ``;`` in a name stay
+data. A body sets ``$result``; the wrapper prints ``{"result": ..., "server": ...}`` or ``{"error": {...}}``
+as ASCII JSON, because WinRM shells use code page 437 and would mangle anything else.
+
+Every script runs on Windows PowerShell 5.1 over .NET Framework 4.5 (Windows Server 2012 R2), so none uses
+PowerShell 6+ syntax or .NET 4.6+ members (tests/unit/plugins/module_utils/domain/test_ps_scripts.py checks).
 """
 
 from __future__ import annotations
+
+import re
+
+# The command line. [Console]::In is the raw stdin pipe here: -EncodedCommand leaves PowerShell's own input alone.
+BOOTSTRAP = r"""
+$ErrorActionPreference = 'Stop'
+$document = [Console]::In.ReadToEnd()
+if (-not $document -or -not $document.Trim()) {
+    [Console]::Out.Write('{"error":{"message":"no request arrived on standard input","type":"EmptyInput","id":"EmptyInput"}}')
+    exit 1
+}
+$request = ConvertFrom-Json -InputObject $document
+if (-not $request.script) {
+    [Console]::Out.Write('{"error":{"message":"the request on standard input has no script","type":"EmptyInput","id":"EmptyInput"}}')
+    exit 1
+}
+$in = $request.input
+$server = $request.server
+. ([scriptblock]::Create($request.script))
+""".strip()
 
 WRAPPER_HEAD = r"""
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 function Write-AsciiJson($Value) {
     $json = ConvertTo-Json -InputObject $Value -Depth 6 -Compress
-    [regex]::Replace($json, '[^\x00-\x7F]', { param($match) '\u{0:x4}' -f [int][char]$match.Value })
+    [Console]::Out.Write([regex]::Replace($json, '[^\x00-\x7F]', { param($match) '\u{0:x4}' -f [int][char]$match.Value }))
+}
+function ConvertTo-SecureText([string]$Text) {
+    # Character by character: ConvertTo-SecureString -AsPlainText would hand the text to a cmdlet parameter,
+    # which module logging records.
+    $secure = New-Object -TypeName System.Security.SecureString
+    foreach ($character in $Text.ToCharArray()) { $secure.AppendChar($character) }
+    $secure.MakeReadOnly()
+    $secure
 }
 try {
-    $in = [Console]::In.ReadToEnd() | ConvertFrom-Json
+    if ($null -eq $in) { throw 'the request carries no input document' }
+    foreach ($key in $inputKeys) {
+        if ($null -eq $in.PSObject.Properties[$key]) { throw "the input document lacks the key '$key'" }
+    }
+    # Building the AD: drive costs a directory search on every import, and nothing here uses it.
+    $env:ADPS_LoadDefaultDrive = 0
     Import-Module ActiveDirectory
+    # One DC for the whole module run, so that a read after a write sees the write.
+    if (-not $server) { $server = [string](Get-ADDomainController -Discover -Writable).HostName[0] }
+    $PSDefaultParameterValues['*-AD*:Server'] = $server
     $result = $null
     $null = . {
 """
 
 WRAPPER_TAIL = r"""
     }
-    Write-AsciiJson @{ result = $result }
+    Write-AsciiJson @{ result = $result; server = $server }
 }
 catch {
     $record = $_
@@ -148,24 +191,26 @@ $principals = foreach ($lookup in $in.lookups) {
 $result = @{ principals = @($principals) }
 """
 
+# Seconds since 1970 by hand: DateTimeOffset.ToUnixTimeSeconds and FromUnixTimeSeconds came with .NET 4.6.
+KDS_FUNCTIONS = r"""
+$unixEpoch = New-Object -TypeName System.DateTime -ArgumentList 1970, 1, 1, 0, 0, 0, ([System.DateTimeKind]::Utc)
+function ConvertTo-KdsResult($Key) {
+    @{
+        key_id = $Key.KeyId.ToString()
+        created = [long][Math]::Floor(($Key.CreationTime.ToUniversalTime() - $unixEpoch).TotalSeconds)
+        effective_time = [long][Math]::Floor(($Key.EffectiveTime.ToUniversalTime() - $unixEpoch).TotalSeconds)
+    }
+}
+"""
+
 KDS_ROOT_KEYS = r"""
-$keys = Get-KdsRootKey | ForEach-Object { @{
-    key_id = $_.KeyId.ToString()
-    created = ([DateTimeOffset]$_.CreationTime).ToUnixTimeSeconds()
-    effective_time = ([DateTimeOffset]$_.EffectiveTime).ToUnixTimeSeconds()
-} }
+$keys = Get-KdsRootKey | ForEach-Object { ConvertTo-KdsResult $_ }
 $result = @{ keys = @($keys) }
 """
 
 CREATE_KDS_ROOT_KEY = r"""
-$effectiveTime = [DateTimeOffset]::FromUnixTimeSeconds($in.effective_time).UtcDateTime
-$keyId = Add-KdsRootKey -EffectiveTime $effectiveTime
-$key = Get-KdsRootKey | Where-Object { $_.KeyId -eq $keyId }
-$result = @{
-    key_id = $key.KeyId.ToString()
-    created = ([DateTimeOffset]$key.CreationTime).ToUnixTimeSeconds()
-    effective_time = ([DateTimeOffset]$key.EffectiveTime).ToUnixTimeSeconds()
-}
+$keyId = Add-KdsRootKey -EffectiveTime $unixEpoch.AddSeconds($in.effective_time)
+$result = ConvertTo-KdsResult (Get-KdsRootKey | Where-Object { $_.KeyId -eq $keyId })
 """
 
 USER_FUNCTIONS = r"""
@@ -189,26 +234,34 @@ $user = Get-ADUser -Filter 'sAMAccountName -eq $name' -Properties $userPropertie
 $result = if ($user) { ConvertTo-UserResult $user } else { $null }
 """
 
+# New-ADUser -AccountPassword leaves a disabled user behind when the domain refuses the password. So: create
+# it disabled without one, set the password, and delete the user again if that fails; enable it last.
 CREATE_USER = r"""
 $parameters = @{
     Name = $in.name
     SamAccountName = $in.name
     UserPrincipalName = $in.name + '@' + (Get-ADDomain).DNSRoot
     Path = $in.container
-    AccountPassword = ConvertTo-SecureString -String $in.password -AsPlainText -Force
-    Enabled = $in.enabled
+    Enabled = $false
     PasswordNeverExpires = $in.password_never_expires
     PassThru = $true
 }
 if ($in.description) { $parameters['Description'] = $in.description }
 $created = New-ADUser @parameters
+try {
+    Set-ADAccountPassword -Identity $created.ObjectGUID -Reset -NewPassword (ConvertTo-SecureText $in.password)
+    Set-ADUser -Identity $created.ObjectGUID -Enabled $in.enabled -PasswordNotRequired $false
+}
+catch {
+    Remove-ADUser -Identity $created.ObjectGUID -Confirm:$false
+    throw
+}
 $result = ConvertTo-UserResult (Get-ADUser -Identity $created.ObjectGUID -Properties $userProperties)
 """
 
 UPDATE_USER = r"""
 if ($null -ne $in.password) {
-    $password = ConvertTo-SecureString -String $in.password -AsPlainText -Force
-    Set-ADAccountPassword -Identity $in.sid -Reset -NewPassword $password
+    Set-ADAccountPassword -Identity $in.sid -Reset -NewPassword (ConvertTo-SecureText $in.password)
 }
 $parameters = @{ Identity = $in.sid; Enabled = $in.enabled; PasswordNeverExpires = $in.password_never_expires }
 if ($in.description) { $parameters['Description'] = $in.description } else { $parameters['Clear'] = 'description' }
@@ -247,17 +300,36 @@ try { $result = @{ valid = $context.ValidateCredentials($in.username, $in.passwo
 finally { $context.Dispose() }
 """
 
-# Reads as the identity, not as the connection's user: the question is whether the identity may.
+# Reads as the identity, not as the connection's user: the question is whether the identity may. The blob is
+# the gMSA's password: it leaves only encrypted to the controller's one-run RSA key (OAEP wraps a fresh AES key,
+# AES-CBC the blob), so neither the output stream nor a transcript ever holds it.
 READ_MANAGED_PASSWORD = r"""
-$password = ConvertTo-SecureString -String $in.password -AsPlainText -Force
-$credential = New-Object -TypeName System.Management.Automation.PSCredential -ArgumentList $in.username, $password
+$credential = New-Object -TypeName System.Management.Automation.PSCredential -ArgumentList $in.username, (ConvertTo-SecureText $in.password)
 try {
     $account = Get-ADServiceAccount -Identity $in.object_guid -Properties 'msDS-ManagedPassword' -Credential $credential
-    $blob = $account.'msDS-ManagedPassword'
-    $result = @{ authenticated = $true; blob = if ($blob) { [Convert]::ToBase64String($blob) } else { $null } }
 }
 catch [System.Security.Authentication.AuthenticationException] {
-    $result = @{ authenticated = $false; blob = $null }
+    $account = $null
+    $result = @{ authenticated = $false; sealed_blob = $null }
+}
+if ($account) {
+    $blob = $account.'msDS-ManagedPassword'
+    $sealed = $null
+    if ($blob) {
+        $rsa = New-Object -TypeName System.Security.Cryptography.RSACryptoServiceProvider
+        $rsa.FromXmlString($in.recipient_key)
+        $aes = New-Object -TypeName System.Security.Cryptography.AesCryptoServiceProvider
+        $encryptor = $aes.CreateEncryptor()
+        $ciphertext = $encryptor.TransformFinalBlock($blob, 0, $blob.Length)
+        $sealed = @{
+            key = [Convert]::ToBase64String($rsa.Encrypt($aes.Key, $true))
+            iv = [Convert]::ToBase64String($aes.IV)
+            ciphertext = [Convert]::ToBase64String($ciphertext)
+        }
+        [Array]::Clear($blob, 0, $blob.Length)
+        $encryptor.Dispose(); $aes.Dispose(); $rsa.Dispose()
+    }
+    $result = @{ authenticated = $true; sealed_blob = $sealed }
 }
 """
 
@@ -270,8 +342,8 @@ OPERATIONS = {
     "update_gmsa": GMSA_FUNCTIONS + UPDATE_GMSA,
     "delete_gmsa": DELETE_GMSA,
     "resolve_principals": RESOLVE_PRINCIPALS,
-    "kds_root_keys": KDS_ROOT_KEYS,
-    "create_kds_root_key": CREATE_KDS_ROOT_KEY,
+    "kds_root_keys": KDS_FUNCTIONS + KDS_ROOT_KEYS,
+    "create_kds_root_key": KDS_FUNCTIONS + CREATE_KDS_ROOT_KEY,
     "find_user": USER_FUNCTIONS + FIND_USER,
     "create_user": USER_FUNCTIONS + CREATE_USER,
     "update_user": USER_FUNCTIONS + UPDATE_USER,
@@ -283,6 +355,15 @@ OPERATIONS = {
 }
 
 
+_INPUT_KEY = re.compile(r"\$in\.([A-Za-z_]+)")
+
+
+def input_keys(operation: str) -> list[str]:
+    """The keys of ``$in`` that the script of ``operation`` reads: the wrapper refuses input that lacks one."""
+    return sorted(set(_INPUT_KEY.findall(OPERATIONS[operation])))
+
+
 def build_script(operation: str) -> str:
-    """The complete script for ``operation``: read ``$in``, run the body, print the JSON result."""
-    return WRAPPER_HEAD + OPERATIONS[operation] + WRAPPER_TAIL
+    """The complete script for ``operation``: check ``$in``, pin the DC, run the body, print the JSON result."""
+    keys = ", ".join(f"'{key}'" for key in input_keys(operation))
+    return f"$inputKeys = @({keys})" + WRAPPER_HEAD + OPERATIONS[operation] + WRAPPER_TAIL

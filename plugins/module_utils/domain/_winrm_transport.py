@@ -4,8 +4,9 @@
 """The WinRM transport: PowerShell's ActiveDirectory module on a DC or management host, through pywinrm.
 
 One WS-Management shell serves the whole module run (a shell per command costs a TLS and NTLM handshake
-each). Each operation runs ``powershell -EncodedCommand`` with a script from ``_ps_scripts`` and its input as
-JSON on standard input; the script answers with JSON on standard output.
+each). Each operation runs the same short ``powershell -EncodedCommand`` bootstrap and sends it, on standard
+input in pipe mode, one JSON document: the operation's script from ``_ps_scripts``, its input and the DC the
+run is pinned to. The script answers with JSON on standard output.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
 
 WINRM_IMPORT_ERROR = None
 try:
+    from cryptography.hazmat.primitives import hashes, padding as symmetric_padding
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from winrm.exceptions import InvalidCredentialsError, WinRMError, WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
     from winrm.protocol import Protocol
     from requests.exceptions import RequestException
@@ -45,6 +49,9 @@ except ImportError:
 
 POWERSHELL = "powershell.exe"
 POWERSHELL_ARGUMENTS = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand")
+# cmd.exe, which runs the command unless WINRS_SKIP_CMD_SHELL, takes at most 8,191 characters
+# (https://learn.microsoft.com/en-us/troubleshoot/windows-client/shell-experience/command-line-string-limitation).
+CMD_LINE_LIMIT = 8191
 # PowerShell writes errors that escape the script to stderr as CLIXML; only their text is kept.
 _CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
@@ -94,6 +101,9 @@ class WinRMDomainClient(DomainClient):
             operation_timeout_sec=operation_timeout,
         )
         self._shell_id: str | None = None
+        # The DC the first script picked (Get-ADDomainController -Discover); every later script uses it too.
+        self._pinned_server = ""
+        self._recipient_key = None
 
     def close(self) -> None:
         if self._shell_id is not None:
@@ -108,7 +118,8 @@ class WinRMDomainClient(DomainClient):
         try:
             if self._shell_id is None:
                 self._shell_id = self._protocol.open_shell()
-            stdout, stderr, return_code = self._execute(_ps_scripts.build_script(operation), json.dumps(data))
+            request = {"script": _ps_scripts.build_script(operation), "input": data, "server": self._pinned_server}
+            stdout, stderr, return_code = self._execute(json.dumps(request))
         except InvalidCredentialsError:
             raise AuthenticationFailed(f"{self._endpoint}: the WinRM service refused the credentials of domain_username") from None
         except WSManFaultError as error:
@@ -122,9 +133,15 @@ class WinRMDomainClient(DomainClient):
             raise DomainError(f"{self._endpoint}: {error}") from None
         return self._parse_output(operation, stdout, stderr, return_code)
 
-    def _execute(self, script: str, stdin: str) -> tuple[bytes, bytes, int]:
-        command_id = self._protocol.run_command(self._shell_id, POWERSHELL, [*POWERSHELL_ARGUMENTS, encode_command(script)])
+    def _execute(self, stdin: str) -> tuple[bytes, bytes, int]:
+        # Pipe mode, as Ansible's winrm connection plugin runs any command it sends stdin to
+        # (ansible/plugins/connection/winrm.py: console_mode_stdin=(stdin_iterator is None)): with a console
+        # as stdin, [Console]::In.ReadToEnd() never sees the end of the input.
+        command_id = self._protocol.run_command(
+            self._shell_id, POWERSHELL, [*POWERSHELL_ARGUMENTS, encode_command(_ps_scripts.BOOTSTRAP)], console_mode_stdin=False
+        )
         try:
+            # str is sent as code page 437 (pywinrm's send_command_input); the JSON is ASCII.
             self._protocol.send_command_input(self._shell_id, command_id, stdin, end=True)
             stdout, stderr = [], []
             while True:
@@ -149,6 +166,7 @@ class WinRMDomainClient(DomainClient):
         if "error" in document:
             error = document["error"]
             raise DomainError(f"{self.server}: {operation} failed: {error['message']} ({error['id']})")
+        self._pinned_server = self._pinned_server or document["server"]
         return document["result"]
 
     def domain_facts(self) -> DomainFacts:
@@ -253,7 +271,28 @@ class WinRMDomainClient(DomainClient):
         return self.run("credentials_valid", {"username": username, "password": password})["valid"]
 
     def read_managed_password(self, account: GmsaAccount, username: str, password: str) -> bytes | None:
-        result = self.run("read_managed_password", {"object_guid": account.object_guid, "username": username, "password": password})
+        if self._recipient_key is None:
+            self._recipient_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        data = {"object_guid": account.object_guid, "username": username, "password": password, "recipient_key": self._public_key_xml()}
+        result = self.run("read_managed_password", data)
         if not result["authenticated"]:
             raise AuthenticationFailed(f"{self.server}: the domain refused the password of {username}")
-        return base64.b64decode(result["blob"]) if result["blob"] else None
+        return self._unseal(result["sealed_blob"]) if result["sealed_blob"] else None
+
+    def _public_key_xml(self) -> str:
+        """The run's public key as RSACryptoServiceProvider.FromXmlString reads it (.NET Framework 4.5)."""
+        numbers = self._recipient_key.public_key().public_numbers()
+
+        def b64(value: int) -> str:
+            return base64.b64encode(value.to_bytes((value.bit_length() + 7) // 8, "big")).decode("ascii")
+
+        return f"<RSAKeyValue><Modulus>{b64(numbers.n)}</Modulus><Exponent>{b64(numbers.e)}</Exponent></RSAKeyValue>"
+
+    def _unseal(self, sealed: dict) -> bytes:
+        """Undo the script's sealing: RSA-OAEP (SHA-1, what RSACryptoServiceProvider.Encrypt(..., $true) uses) and AES-CBC."""
+        oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+        key = self._recipient_key.decrypt(base64.b64decode(sealed["key"]), oaep)
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(base64.b64decode(sealed["iv"]))).decryptor()
+        padded = decryptor.update(base64.b64decode(sealed["ciphertext"])) + decryptor.finalize()
+        unpadder = symmetric_padding.PKCS7(algorithms.AES.block_size).unpadder()
+        return unpadder.update(padded) + unpadder.finalize()

@@ -156,7 +156,8 @@ class TestConnectionSettings:
     @pytest.mark.parametrize(
         "overrides, field",
         [
-            ({"domain_auth": "basic"}, "domain_auth: basic"),
+            ({"domain_transport": "ldap", "domain_auth": "basic"}, "domain_auth: basic sends the password in clear text"),
+            ({"domain_transport": "winrm", "domain_auth": "basic", "domain_tls": "tls"}, "domain_auth: basic authenticates only local accounts"),
             ({"domain_transport": "winrm", "domain_tls": "starttls"}, "domain_tls: starttls"),
             ({"domain_transport": "ldap", "domain_auth": "credssp"}, "domain_auth: credssp"),
             ({"domain_password": None}, "domain_username and domain_password"),
@@ -168,7 +169,7 @@ class TestConnectionSettings:
             ConnectionSettings.from_params(connection_params(**overrides))
 
     def test_basic_over_tls_and_kerberos_without_password_are_accepted(self):
-        assert ConnectionSettings.from_params(connection_params(domain_auth="basic", domain_tls="tls")).auth == "basic"
+        assert ConnectionSettings.from_params(connection_params(domain_transport="ldap", domain_auth="basic", domain_tls="tls")).auth == "basic"
         assert ConnectionSettings.from_params(connection_params(domain_auth="kerberos", domain_username=None, domain_password=None)).auth == "kerberos"
 
 

@@ -67,14 +67,16 @@ class RecordingProtocol:
         self.answer = answer
         self.commands: list[tuple[str, list[str]]] = []
         self.stdin: list[bytes] = []
+        self.console_modes: list[bool] = []
         self.shells_opened = 0
 
     def open_shell(self):
         self.shells_opened += 1
         return "shell-1"
 
-    def run_command(self, shell_id, command, arguments):
+    def run_command(self, shell_id, command, arguments, console_mode_stdin=True, skip_cmd_shell=False):
         self.commands.append((command, list(arguments)))
+        self.console_modes.append(console_mode_stdin)
         return "command-1"
 
     def send_command_input(self, shell_id, command_id, stdin_input, end=False):
@@ -82,7 +84,7 @@ class RecordingProtocol:
         self.stdin.append(stdin_input.encode("437") if isinstance(stdin_input, str) else stdin_input)
 
     def get_command_output_raw(self, shell_id, command_id):
-        return json.dumps(self.answer).encode("ascii"), b"", 0, True
+        return json.dumps(dict(self.answer, server="dc01.contoso.com")).encode("ascii"), b"", 0, True
 
     def cleanup_command(self, shell_id, command_id):
         pass
@@ -102,11 +104,24 @@ def winrm_client(answer: dict) -> tuple[WinRMDomainClient, RecordingProtocol]:
     return client, protocol
 
 
-def sent_script(protocol: RecordingProtocol, index: int = 0) -> str:
+def sent_request(protocol: RecordingProtocol, index: int = 0) -> dict:
+    """The JSON document the command read from stdin; the command line itself is always the bootstrap."""
     command, arguments = protocol.commands[index]
     assert command == "powershell.exe"
     assert arguments[:-1] == list(POWERSHELL_ARGUMENTS)
-    return base64.b64decode(arguments[-1]).decode("utf-16-le")
+    assert base64.b64decode(arguments[-1]).decode("utf-16-le") == _ps_scripts.BOOTSTRAP
+    assert protocol.console_modes[index] is False, "stdin must go through a pipe"
+    stdin = protocol.stdin[index]
+    assert stdin.isascii()
+    return json.loads(stdin)
+
+
+def sent_script(protocol: RecordingProtocol, index: int = 0) -> str:
+    return sent_request(protocol, index)["script"]
+
+
+def sent_input(protocol: RecordingProtocol, index: int = 0) -> dict:
+    return sent_request(protocol, index)["input"]
 
 
 @pytest.mark.parametrize("value", HOSTILE_VALUES)
@@ -116,9 +131,7 @@ def test_hostile_names_stay_data(value):
     # The command line is the constant script, whatever the input ...
     assert sent_script(protocol) == _ps_scripts.build_script("find_gmsas")
     # ... and the value travels as ASCII JSON on stdin, decoded back intact by ConvertFrom-Json.
-    stdin = protocol.stdin[0]
-    assert stdin.isascii()
-    assert json.loads(stdin) == {"names": [value]}
+    assert sent_input(protocol) == {"names": [value]}
 
 
 @pytest.mark.parametrize("value", HOSTILE_VALUES)
@@ -126,7 +139,7 @@ def test_hostile_principals_stay_data(value):
     client, protocol = winrm_client({"result": {"principals": []}})
     assert client.resolve_principals([value]) == {}
     assert sent_script(protocol) == _ps_scripts.build_script("resolve_principals")
-    assert json.loads(protocol.stdin[0]) == {"lookups": [{"attribute": principal_lookup_attribute(value), "value": value}]}
+    assert sent_input(protocol) == {"lookups": [{"attribute": principal_lookup_attribute(value), "value": value}]}
 
 
 def test_hostile_password_stays_data():
@@ -134,7 +147,7 @@ def test_hostile_password_stays_data():
     password = "p'w\"$(x)`;*)("
     assert client.credentials_valid("ccg", password) is False
     assert password not in sent_script(protocol)
-    assert json.loads(protocol.stdin[0]) == {"username": "ccg", "password": password}
+    assert sent_input(protocol) == {"username": "ccg", "password": password}
 
 
 def test_one_shell_serves_every_operation():
@@ -163,7 +176,7 @@ def test_update_names_the_password_readers_by_sid():
     account = client.find_gmsas(["web"])["web"]
     protocol.answer = {"result": account_json}
     client.update_gmsa(account, dataclasses.replace(account.settings, password_readers=("S-1-5-21-1-2-3-1105",), description="web"))
-    sent = json.loads(protocol.stdin[1])
+    sent = sent_input(protocol, 1)
     assert sent["password_readers"] == ["S-1-5-21-1-2-3-1105"]
     assert sent["replace"] == {"description": "web"}
     assert sent["enabled"] is None

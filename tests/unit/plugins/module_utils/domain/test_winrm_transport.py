@@ -37,7 +37,7 @@ class FailingProtocol:
             raise self.error
         return "shell"
 
-    def run_command(self, shell_id, command, arguments):
+    def run_command(self, shell_id, command, arguments, console_mode_stdin=True, skip_cmd_shell=False):
         return "command"
 
     def send_command_input(self, shell_id, command_id, stdin_input, end=False):
@@ -113,7 +113,7 @@ def test_clixml_to_text_keeps_plain_text():
 
 
 def test_operation_timeouts_are_retried_until_the_deadline():
-    protocol = FailingProtocol(output=(b'{"result": {"valid": true}}', b"", 0), timeouts=3)
+    protocol = FailingProtocol(output=(b'{"result": {"valid": true}, "server": "dc01.contoso.com"}', b"", 0), timeouts=3)
     assert client_with(protocol).credentials_valid("ccg", "pw") is True
     endless = FailingProtocol(timeouts=10**9)
     with pytest.raises(DomainConnectionError, match="did not finish within the timeout"):
