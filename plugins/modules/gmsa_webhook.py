@@ -38,7 +38,8 @@ description:
   - Never takes over another installation. When an object of the install's names exists that this install did not
     create (from upstream's C(deploy-gmsa-webhook.sh), its Helm chart, C(Install-AksHciGMSAWebhook), or this collection
     in another namespace), the module fails before changing anything and names the objects. Remove that installation
-    first, keeping the CRD (it holds the C(GMSACredentialSpec) objects), or choose another O(name) and O(namespace).
+    first, keeping the CRD (it holds the C(GMSACredentialSpec) objects), choose another O(name) and O(namespace), or
+    migrate it with O(adopt=true).
 author:
   - wincontainers.gmsa maintainers (@wincontainers)
 extends_documentation_fragment:
@@ -221,6 +222,25 @@ options:
       ca_bundle:
         description: With V(provided), the PEM certificates the API server trusts for the webhook (the C(caBundle)).
         type: str
+  adopt:
+    description:
+      - Migrate an installation of the webhook that upstream's C(deploy-gmsa-webhook.sh), its Helm chart or
+        C(Install-AksHciGMSAWebhook) made under the same O(name) and O(namespace), keeping admission working
+        throughout. Credspecs and the CRD are never deleted.
+      - The hand-over trusts both CAs in the webhook configurations, starts this install's pods beside the other
+        ones (as Deployment C(<name>-handover), because a Deployment's selector cannot change), points the Service
+        at them, deletes the other Deployment and creates this install's in its place, then removes the stand-in and
+        the other CA. The other install's objects of the same names are replaced in place (their uid stays).
+      - What the other install made under other names (its TLS Secret, a differently named ClusterRoleBinding of its
+        service account) is left in place and named in a warning. A namespace the other install made is used as it
+        is and not deleted by O(state=absent). After adopting a Helm release, delete the release's record
+        (C(kubectl delete secret -n <namespace> -l owner=helm,name=<release>)) and do not run C(helm uninstall), which
+        would delete the adopted objects.
+      - Needs O(wait=true), and O(tls.mode) V(self_signed) or V(provided). Refused, before anything changes, when an
+        object of the install's names is a Secret, or belongs to this collection's install in another namespace.
+      - Check mode validates the new trust and lists what would be adopted, without rehearsing the hand-over.
+    type: bool
+    default: false
   remove_crd:
     description:
       - With O(state=absent), also delete the C(GMSACredentialSpec) CRD. The module refuses while C(GMSACredentialSpec)
@@ -313,6 +333,12 @@ EXAMPLES = r"""
     burst: 100
     view_aggregation: true
 
+- name: Migrate the install that deploy-gmsa-webhook.sh made, without an admission outage
+  wincontainers.gmsa.gmsa_webhook:
+    name: gmsa-webhook
+    namespace: gmsa-webhook
+    adopt: true
+
 - name: Uninstall the webhook and keep the CRD and credspecs
   wincontainers.gmsa.gmsa_webhook:
     state: absent
@@ -356,7 +382,10 @@ certificate:
       type: str
       sample: the server certificate expires on 2026-12-10T10:00:00+00:00, within the renewal window
 objects:
-  description: Every object handled, in order, with what happened to it.
+  description:
+    - Every object handled, in order, with what happened to it. C(action) is V(created), V(updated), V(unchanged),
+      V(deleted), V(kept) (not this collection's, left in place) or V(adopted) (another install's, replaced by this
+      install's with O(adopt=true)).
   returned: always
   type: list
   elements: dict
@@ -391,6 +420,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter
     WaitTimeout,
     admission_status,
     deployment_status,
+    endpoints_status,
     namespace_gone,
     wait_for,
 )
@@ -431,6 +461,7 @@ ARGUMENT_SPEC = dict(
         ),
         required_if=[("mode", "provided", ("secret_name", "ca_bundle"))],
     ),
+    adopt=dict(type="bool", default=False),
     remove_crd=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
     wait=dict(type="bool", default=True),
@@ -521,6 +552,10 @@ def settings_from(params):
     _validate_pod_placement(params)
     tls = params["tls"]
     _validate_tls(tls)
+    if params["adopt"] and not params["wait"]:
+        raise ValidationError("adopt", "needs wait=true: each step of the hand-over waits for the previous one to serve")
+    if params["adopt"] and tls["mode"] == "cert_manager":
+        raise ValidationError("adopt", "works with tls.mode self_signed or provided; switch to cert_manager after the migration")
     return manifests.WebhookSettings(
         name=name,
         namespace=params["namespace"],
@@ -581,6 +616,9 @@ def plan_certificates(settings, tls, ca_live, server_live, now):
     return ca, previous, _tls.new_server_cert(ca, dns_names, now, datetime.timedelta(days=tls["validity_days"])), reason
 
 
+_OTHER_INSTALL = "the install of this collection"
+
+
 def _owner(live, settings):
     """Who made an object of our name that is not this install's, in words for the refusal, or None when it is ours."""
     metadata = live["metadata"]
@@ -588,7 +626,7 @@ def _owner(live, settings):
     if is_managed(live):
         namespace = object_labels.get(manifests.INSTALL_NAMESPACE_LABEL)
         if namespace and namespace != settings.namespace:
-            return f"the install of this collection in namespace {namespace}"
+            return f"{_OTHER_INSTALL} in namespace {namespace}"
         return None
     annotations = metadata.get("annotations") or {}
     if object_labels.get(MANAGED_BY_LABEL) == "Helm" or "meta.helm.sh/release-name" in annotations:
@@ -630,22 +668,43 @@ def foreign_objects(reconciler, settings):
     return owners
 
 
-def check_preconditions(cluster, reconciler, settings):
-    """Refuse, before anything changes, an install that would take over another one or lacks what its mode needs."""
+# What a hand-over replaces; anything else of our names (a Secret) is refused even with adopt.
+_ADOPTABLE = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "PodDisruptionBudget", "MutatingWebhookConfiguration",
+              "ValidatingWebhookConfiguration")
+
+
+def check_adoptable(reconciler, settings, foreign):
+    """Refuse, before anything changes, a migration that cannot keep admission working or would take what it must not."""
+    problems = [f"{ref} (made by {owner})" for ref, owner in sorted(foreign.items()) if owner.startswith(_OTHER_INSTALL) or ref.split()[0] not in _ADOPTABLE]
+    binding = reconciler.live(manifests.cluster_role_binding(settings))
+    if object_ref(manifests.cluster_role_binding(settings)) in foreign and binding.get("roleRef", {}).get("name") != settings.name:
+        problems.append(f"ClusterRoleBinding {settings.name} (its roleRef, which cannot change, names ClusterRole {binding['roleRef'].get('name')})")
+    if problems:
+        raise Conflict(f"adopt=true cannot migrate {'; '.join(problems)}: remove or rename them first")
+
+
+def check_preconditions(cluster, reconciler, settings, adopt):
+    """Refuse, before anything changes, an install that would take over another one or lacks what its mode needs.
+
+    Returns the objects another install made that ``adopt`` hands over (empty without it).
+    """
     foreign = foreign_objects(reconciler, settings)
-    if foreign:
+    if foreign and adopt:
+        check_adoptable(reconciler, settings, foreign)
+    elif foreign:
         named = "; ".join(f"{ref} (made by {owner})" for ref, owner in sorted(foreign.items()))
         raise Conflict(
             f"refusing to take over objects this install did not create: {named}. Another installation of the webhook uses "
             f"the name {settings.name!r} in namespace {settings.namespace!r}. Either remove it first (helm uninstall, "
             "Uninstall-AksHciGMSAWebhook, or kubectl delete of what deploy-gmsa-webhook.sh applied; keep the CRD, which holds "
-            "the GMSACredentialSpec objects), or install this one with another name and namespace"
+            "the GMSACredentialSpec objects), install this one with another name and namespace, or migrate it with adopt=true"
         )
     if settings.cert_manager and cluster.get("CustomResourceDefinition", manifests.CERT_MANAGER_CRD_NAME) is None:
         raise Conflict(
             f"tls.mode=cert_manager needs cert-manager, but its CRD {manifests.CERT_MANAGER_CRD_NAME} is not installed; "
             "install cert-manager or use tls.mode=self_signed"
         )
+    return foreign if adopt else {}
 
 
 def settle_namespace(module, cluster, reconciler, settings):
@@ -714,22 +773,94 @@ def apply_certificates(reconciler, settings, tls, configurations_exist):
     return ca_bundle, certificate, server.cert
 
 
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.DOTALL)
+
+
+def _trusted_certificates(configurations):
+    """The PEM certificates the caBundles of live webhook configurations trust, each once, in order."""
+    bundles = (hook.get("clientConfig", {}).get("caBundle") for configuration in configurations for hook in (configuration or {}).get("webhooks") or [])
+    certificates = (match.group(0) for bundle in bundles if bundle for match in _PEM_CERTIFICATE.finditer(base64.b64decode(bundle).decode()))
+    return "".join(dict.fromkeys(certificate if certificate.endswith("\n") else certificate + "\n" for certificate in certificates))
+
+
+def _leftovers(cluster, settings, their_deployment):
+    """What the adopted install made under other names: named for the user, never deleted by this module."""
+    names = [f"Secret {settings.namespace}/{volume['secret']['secretName']}" for volume in their_deployment["spec"]["template"]["spec"].get("volumes") or []
+             if "secret" in volume and volume["secret"].get("secretName") != settings.tls_secret]
+    for binding in cluster.list("ClusterRoleBinding"):
+        subjects = binding.get("subjects") or []
+        if not is_managed(binding) and {"kind": "ServiceAccount", "name": settings.name, "namespace": settings.namespace} in subjects:
+            names.append(f"ClusterRoleBinding {binding['metadata']['name']} (ClusterRole {binding['roleRef']['name']})")
+    return names
+
+
+def hand_over(module, cluster, reconciler, settings, foreign, certificate_sha256, ca_bundle):
+    """Move admission from another install to this one, with a serving webhook at every moment (adopt=true).
+
+    Trust both CAs; run this install's pods beside theirs (a Deployment's selector cannot change, so under another
+    name first); point the Service at them; replace their Deployment by this install's; remove the stand-in.
+    Returns what the other install made that stays behind.
+    """
+    timeout = module.params["wait_timeout"]
+    namespace, name = settings.namespace, settings.name
+    configurations = (manifests.mutating_webhook_configuration, manifests.validating_webhook_configuration)
+    their_bundle = _trusted_certificates(reconciler.live(configuration(settings, None)) for configuration in configurations)
+    for configuration in configurations:
+        place(reconciler, configuration(settings, ca_bundle + their_bundle), foreign)
+    if module.check_mode:
+        for obj in (manifests.service(settings), manifests.deployment(settings, None), manifests.pod_disruption_budget(settings)):
+            if foreign.pop(object_ref(obj), None):
+                reconciler.predict_adoption(obj)
+        module.warn("check mode validated the new trust and lists what adopt takes over; it does not rehearse the hand-over of the pods")
+        return []
+
+    handover = reconciler.apply(manifests.handover_deployment(settings, certificate_sha256))
+    wait_for(lambda: deployment_status(cluster.get("Deployment", handover["metadata"]["name"], namespace)), f"Deployment {namespace}/{name}-handover", timeout)
+    place(reconciler, manifests.service(settings), foreign)
+    wait_for(
+        lambda: endpoints_status(cluster.list("EndpointSlice", namespace, label_selector=f"kubernetes.io/service-name={name}"), f"{name}-handover-"),
+        f"Service {namespace}/{name} to reach only the pods of Deployment {name}-handover",
+        timeout,
+    )
+    leftovers = []
+    ours = manifests.deployment(settings, certificate_sha256)
+    if foreign.pop(object_ref(ours), None):
+        their_deployment = reconciler.live(ours)
+        leftovers = _leftovers(cluster, settings, their_deployment)
+        reconciler.delete(ours, force=True)
+        wait_for(lambda: (cluster.get("Deployment", name, namespace) is None, f"their Deployment {namespace}/{name} is being deleted"),
+                 f"Deployment {namespace}/{name} of the adopted install to go", timeout)
+    reconciler.apply(ours)
+    wait_for(lambda: deployment_status(cluster.get("Deployment", name, namespace)), f"Deployment {namespace}/{name}", timeout)
+    reconciler.delete(handover)
+    return leftovers
+
+
+def place(reconciler, obj, foreign):
+    """Apply ``obj``, or adopt it when another install made it (only ever in ``foreign`` with adopt=true); once
+    adopted it is this install's, and later placements apply."""
+    return reconciler.adopt(obj) if foreign.pop(object_ref(obj), None) else reconciler.apply(obj)
+
+
 def install(module, cluster, reconciler, settings):
     namespace_live = settle_namespace(module, cluster, reconciler, settings)
-    check_preconditions(cluster, reconciler, settings)
+    foreign = check_preconditions(cluster, reconciler, settings, module.params["adopt"])
+    adopting = bool(foreign)
     result = {"image": settings.image, "ready_replicas": 0, "admission": None}
     reconciler.apply(manifests.crd())
     # A namespace that already exists (kube-system, one a user made) is used as it is: not labelled, never deleted.
     if namespace_live is None or manifests.created_namespace(namespace_live, settings):
         reconciler.apply(manifests.namespace(settings))
     for obj in (manifests.service_account(settings), manifests.cluster_role(settings), manifests.cluster_role_binding(settings)):
-        reconciler.apply(obj)
+        place(reconciler, obj, foreign)
     if settings.view_aggregation:
         reconciler.apply(manifests.view_cluster_role(settings))
     else:
         reconciler.delete(manifests.view_cluster_role(settings))
 
-    configurations_exist = reconciler.live(manifests.validating_webhook_configuration(settings, None)) is not None
+    # Another install's configurations trust only its own CA: the hand-over changes them, not the renewal below.
+    configurations = reconciler.live(manifests.validating_webhook_configuration(settings, None))
+    configurations_exist = configurations is not None and not adopting
     if settings.cert_manager:
         for obj in manifests.cert_manager_objects(settings, _tls.service_dns_names(settings.name, settings.namespace)):
             reconciler.apply(obj)
@@ -742,11 +873,17 @@ def install(module, cluster, reconciler, settings):
             _apply_configurations(reconciler, settings, ca_bundle)
     else:
         ca_bundle, result["certificate"], served = apply_certificates(reconciler, settings, module.params["tls"], configurations_exist)
-
     result["serving_certificate_sha256"] = _tls.fingerprint(served) if served else None
+
+    if adopting:
+        leftovers = hand_over(module, cluster, reconciler, settings, foreign, result["serving_certificate_sha256"], ca_bundle)
+        if leftovers:
+            module.warn("the adopted install also made these, which this module leaves in place: " + ", ".join(leftovers))
+        if module.check_mode:
+            return result
     deployment = reconciler.apply(manifests.deployment(settings, result["serving_certificate_sha256"]))
-    reconciler.apply(manifests.service(settings))
-    reconciler.apply(manifests.pod_disruption_budget(settings))
+    place(reconciler, manifests.service(settings), foreign)
+    place(reconciler, manifests.pod_disruption_budget(settings), foreign)
 
     wait = module.params["wait"] and not module.check_mode
     timeout = module.params["wait_timeout"]
@@ -758,7 +895,7 @@ def install(module, cluster, reconciler, settings):
         wait_for(lambda: deployment_status(live_deployment()), f"Deployment {settings.namespace}/{settings.name}", timeout)
         deployment = live_deployment()
     # A first install registers admission only now: pointing it at pods that are not running yet would
-    # refuse every new pod in the cluster.
+    # refuse every new pod in the cluster. After a hand-over, this drops the adopted install's CA.
     if settings.cert_manager or not configurations_exist:
         _apply_configurations(reconciler, settings, ca_bundle)
     if wait:
@@ -791,6 +928,7 @@ def uninstall(module, cluster, reconciler, settings):
         manifests.pod_disruption_budget(settings),
         manifests.service(settings),
         manifests.deployment(settings, None),
+        manifests.handover_deployment(settings, None),
         *(reversed(manifests.cert_manager_objects(settings, [])) if settings.cert_manager else ()),
         *(() if settings.provided_secret else (manifests.tls_secret(settings, "", "", ""), manifests.ca_secret(settings, "", "", None))),
         manifests.view_cluster_role(settings),

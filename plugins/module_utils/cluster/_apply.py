@@ -43,7 +43,8 @@ class Conflict(Exception):
 
 @dataclass
 class Outcome:
-    """What happened to one object: ``created``, ``updated``, ``unchanged``, ``deleted`` or ``kept`` (not ours)."""
+    """What happened to one object: ``created``, ``updated``, ``unchanged``, ``deleted``, ``kept`` (not ours) or
+    ``adopted`` (someone else's, replaced by ours when explicitly asked)."""
 
     ref: str
     action: str
@@ -52,7 +53,7 @@ class Outcome:
 
     @property
     def changed(self) -> bool:
-        return self.action in ("created", "updated", "deleted")
+        return self.action in ("created", "updated", "deleted", "adopted")
 
 
 def is_managed(obj: dict[str, Any] | None) -> bool:
@@ -184,6 +185,26 @@ class Reconciler:
                 self.unvalidated.append(f"{object_ref(stamped)}: {error}")
                 return stamped
             raise
+
+    def adopt(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """Make someone else's object exactly ``desired``, keeping its identity (uid, a Service's clusterIP).
+
+        A replace, not an apply: apply would merge, leaving the other manager's fields (a Service selector's
+        ``app`` key, a chart label) in place beside ours.
+        """
+        before = self.live(desired)
+        stamped = with_digest(desired)
+        stamped["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"]
+        after = self.cluster.replace(stamped, dry_run=self.check_mode)
+        self.outcomes.append(Outcome(object_ref(desired), "adopted", before, after))
+        if not self.check_mode:
+            self._known[self._key(desired)] = after
+        return after
+
+    def predict_adoption(self, obj: dict[str, Any]) -> None:
+        """Check mode: record that ``obj``, someone else's, would be adopted (a hand-over cannot be dry-run)."""
+        before = self.live(obj)
+        self.outcomes.append(Outcome(object_ref(obj), "adopted", before, before))
 
     def forget(self, obj: dict[str, Any]) -> None:
         """Drop what is known of ``obj``, so the next lookup asks the API server (it changed meanwhile)."""

@@ -70,6 +70,7 @@ KINDS = {
         Kind("v1", "Secret", "secrets", True),
         Kind("v1", "Service", "services", True),
         Kind("v1", "Pod", "pods", True),
+        Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True),
         Kind("apps/v1", "Deployment", "deployments", True),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
         Kind("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
@@ -181,6 +182,18 @@ class Cluster:
             content_type="application/apply-patch+yaml",
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
+            dry_run="All" if dry_run else None,
+        )
+
+    def replace(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Replace (PUT) an object as a whole: fields absent from ``obj`` are removed, its identity (uid) stays."""
+        metadata = obj["metadata"]
+        return self._request(
+            "put",
+            KINDS[obj["kind"]].path(metadata.get("namespace"), metadata["name"]),
+            f"replacing {object_ref(obj)}",
+            body=obj,
+            field_manager=FIELD_MANAGER,
             dry_run="All" if dry_run else None,
         )
 

@@ -51,6 +51,20 @@ def namespace_gone(namespace: dict[str, Any] | None) -> tuple[bool, str]:
     return False, f"namespace {namespace['metadata']['name']} is {phase}" + (f" ({'; '.join(conditions)})" if conditions else "")
 
 
+def endpoints_status(slices: list[dict[str, Any]], pod_prefix: str) -> tuple[bool, str]:
+    """Whether a Service's ready endpoints are all pods named ``pod_prefix``... (pure): traffic has moved to them."""
+    ready = [
+        (endpoint.get("targetRef") or {}).get("name", "?")
+        for endpoint_slice in slices
+        for endpoint in endpoint_slice.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready")
+    ]
+    others = sorted(name for name in ready if not name.startswith(pod_prefix))
+    if ready and not others:
+        return True, f"{len(ready)} ready endpoints, all pods {pod_prefix}*"
+    return False, f"ready endpoints {sorted(ready)}; waiting for only pods {pod_prefix}*"
+
+
 def probe_pod(namespace: str) -> dict[str, Any]:
     """A pod that only a running gMSA webhook refuses: it names a credspec that cannot exist."""
     marker = f"wincontainers-gmsa-probe-{uuid.uuid4().hex[:12]}"

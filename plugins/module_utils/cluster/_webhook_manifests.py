@@ -317,6 +317,22 @@ def deployment(settings: WebhookSettings, certificate_sha256: str | None) -> dic
     }
 
 
+HANDOVER_LABEL = "wincontainers.gmsa/handover"
+
+
+def handover_deployment(settings: WebhookSettings, certificate_sha256: str | None) -> dict[str, Any]:
+    """The webhook pods that serve while an adopted install's Deployment is replaced (a selector cannot change).
+
+    Its pods carry the install's labels, so the Service selects them and then the final Deployment's pods; its
+    own selector adds a label the final pods lack, so each Deployment counts only its own pods.
+    """
+    handover = deployment(settings, certificate_sha256)
+    handover["metadata"]["name"] = f"{settings.name}-handover"
+    handover["spec"]["selector"]["matchLabels"][HANDOVER_LABEL] = "true"
+    handover["spec"]["template"]["metadata"]["labels"][HANDOVER_LABEL] = "true"
+    return handover
+
+
 def service(settings: WebhookSettings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

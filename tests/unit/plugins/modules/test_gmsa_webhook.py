@@ -38,6 +38,8 @@ SETTINGS = manifests.WebhookSettings()
         ({"tls": {"mode": "provided", "secret_name": "Serving_1", "ca_bundle": "x"}}, "tls.secret_name: 'Serving_1' is not"),
         ({"tls": {"secret_name": "serving"}}, "tls.secret_name: applies only to tls.mode=provided"),
         ({"tls": {"mode": "cert_manager", "validity_days": 30, "renew_before_days": 30}}, "tls.renew_before_days: must be smaller than tls.validity_days"),
+        ({"adopt": True, "wait": False}, "adopt: needs wait=true"),
+        ({"adopt": True, "tls": {"mode": "cert_manager"}}, "adopt: works with tls.mode self_signed or provided"),
     ],
 )
 def test_invalid_options_fail_before_the_cluster_is_touched(args, message, run_offline):
@@ -158,3 +160,120 @@ def test_a_provided_secret_is_never_counted_as_foreign_and_cert_manager_secrets_
     assert gmsa_webhook.foreign_objects(LiveObjects(secret), manifests.WebhookSettings(provided_secret="serving")) == {}
     planned = {gmsa_webhook.object_ref(obj) for obj in gmsa_webhook.planned_objects(manifests.WebhookSettings(cert_manager=True))}
     assert "Certificate gmsa-webhook/gmsa-webhook" in planned and "Secret gmsa-webhook/gmsa-webhook-tls" not in planned
+
+
+class HandoverCluster:
+    """A cluster holding another install's objects: records writes, reports Deployments Available at once and
+    the Service's endpoints as the pods its selector picks (their pods, or ours once it selects ours)."""
+
+    def __init__(self, objects):
+        self.objects = {(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]): obj for obj in objects}
+        self.writes = []
+
+    def get(self, kind, name, namespace=None):
+        obj = self.objects.get((kind, namespace, name))
+        if obj is not None and kind == "Deployment":
+            replicas = obj["spec"].get("replicas", 1)
+            obj = dict(obj, status={"observedGeneration": 1, "updatedReplicas": replicas, "readyReplicas": replicas,
+                                    "conditions": [{"type": "Available", "status": "True"}]})
+            obj["metadata"] = dict(obj["metadata"], generation=1)
+        return obj
+
+    def list(self, kind, namespace=None, label_selector=None, field_selector=None):
+        if kind == "EndpointSlice":
+            selector = self.objects[("Service", namespace, label_selector.split("=")[1])]["spec"]["selector"]
+            pods = [deployment["metadata"]["name"] + "-pod" for (k, _ns, _n), deployment in self.objects.items()
+                    if k == "Deployment" and selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()]
+            return [{"endpoints": [{"targetRef": {"name": pod}, "conditions": {"ready": True}} for pod in pods]}]
+        return [obj for (k, _ns, _n), obj in self.objects.items() if k == kind]
+
+    def _write(self, verb, obj):
+        self.writes.append((verb, obj["kind"], obj["metadata"]["name"]))
+        stored = dict(obj, metadata=dict(obj["metadata"], resourceVersion="2"))
+        self.objects[(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])] = stored
+        return stored
+
+    def apply(self, obj, dry_run=False):
+        return self._write("apply", obj)
+
+    def replace(self, obj, dry_run=False):
+        assert obj["metadata"]["resourceVersion"] == "1", "a replace names the version it replaces"
+        return self._write("replace", obj)
+
+    def delete(self, obj, dry_run=False):
+        self.writes.append(("delete", obj["kind"], obj["metadata"]["name"]))
+        del self.objects[(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])]
+        return True
+
+
+class FakeModule:
+    def __init__(self, **params):
+        self.params = dict({"wait_timeout": 5, "adopt": True, "wait": True}, **params)
+        self.check_mode = False
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def _theirs(kind, name, namespace=None, **fields):
+    metadata = {"name": name, "resourceVersion": "1"}
+    if namespace:
+        metadata["namespace"] = namespace
+    return dict({"kind": kind, "metadata": metadata}, **fields)
+
+
+def test_hand_over_keeps_a_serving_webhook_at_every_step():
+    ns = name = "gmsa-webhook"
+    their_ca = _tls.new_ca("their CA", NOW, datetime.timedelta(days=30))
+    hook = {"clientConfig": {"caBundle": base64.b64encode(their_ca.cert.encode()).decode()}}
+    their_pods = {"selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}},
+                  "spec": {"volumes": [{"name": "tls", "secret": {"secretName": name}}]}}}
+    cluster = HandoverCluster([
+        _theirs("Deployment", name, ns, spec=their_pods),
+        _theirs("Service", name, ns, spec={"selector": {"app": name}}),
+        _theirs("MutatingWebhookConfiguration", name, webhooks=[hook]),
+        _theirs("ValidatingWebhookConfiguration", name, webhooks=[hook]),
+        _theirs("ClusterRoleBinding", "gmsa-webhook-gmsa-webhook-binding-to-rbac-role", roleRef={"name": "gmsa-webhook-gmsa-webhook-rbac-role"},
+                subjects=[{"kind": "ServiceAccount", "name": name, "namespace": ns}]),
+    ])
+    reconciler = gmsa_webhook.Reconciler(cluster, check_mode=False)
+    foreign = gmsa_webhook.foreign_objects(reconciler, SETTINGS)
+    assert set(foreign) == {"Deployment gmsa-webhook/gmsa-webhook", "Service gmsa-webhook/gmsa-webhook",
+                            "MutatingWebhookConfiguration gmsa-webhook", "ValidatingWebhookConfiguration gmsa-webhook"}
+    module = FakeModule()
+    leftovers = gmsa_webhook.hand_over(module, cluster, reconciler, SETTINGS, foreign, "ab12", "OUR CA\n")
+
+    assert cluster.writes == [
+        # 1. the API server trusts both CAs while their pods still serve
+        ("replace", "MutatingWebhookConfiguration", name),
+        ("replace", "ValidatingWebhookConfiguration", name),
+        # 2. our pods beside theirs, 3. then the Service moves to them
+        ("apply", "Deployment", name + "-handover"),
+        ("replace", "Service", name),
+        # 4. only then their Deployment goes, and ours takes its name
+        ("delete", "Deployment", name),
+        ("apply", "Deployment", name),
+        # 5. the stand-in goes last, while ours serves
+        ("delete", "Deployment", name + "-handover"),
+    ]
+    bundle = base64.b64decode(cluster.objects[("ValidatingWebhookConfiguration", None, name)]["webhooks"][0]["clientConfig"]["caBundle"]).decode()
+    assert bundle == "OUR CA\n" + their_ca.cert
+    service = cluster.objects[("Service", ns, name)]
+    assert service["spec"]["selector"] == manifests.service(SETTINGS)["spec"]["selector"], "replaced, not merged: their app key is gone"
+    assert leftovers == [
+        "Secret gmsa-webhook/gmsa-webhook",
+        "ClusterRoleBinding gmsa-webhook-gmsa-webhook-binding-to-rbac-role (ClusterRole gmsa-webhook-gmsa-webhook-rbac-role)",
+    ]
+    assert not foreign, "every adopted object is now this install's"
+
+
+def test_adopt_refuses_what_it_cannot_hand_over():
+    live = LiveObjects(
+        manifests.cluster_role(manifests.WebhookSettings(namespace="elsewhere")),
+        _foreign("Secret", "gmsa-webhook-tls", "gmsa-webhook"),
+    )
+    foreign = gmsa_webhook.foreign_objects(live, SETTINGS)
+    with pytest.raises(gmsa_webhook.Conflict, match=r"adopt=true cannot migrate ClusterRole gmsa-webhook \(made by the install of this collection in "
+                       r"namespace elsewhere\); Secret gmsa-webhook/gmsa-webhook-tls \(made by not this collection"):
+        gmsa_webhook.check_adoptable(live, SETTINGS, foreign)

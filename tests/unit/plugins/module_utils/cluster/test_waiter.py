@@ -81,3 +81,12 @@ def test_a_terminating_namespace_is_not_gone_until_the_api_server_forgets_it():
     }
     assert _waiter.namespace_gone(terminating) == (False, "namespace gmsa-webhook is Terminating (NamespaceFinalizersRemaining: hold in 1 resource)")
     assert _waiter.namespace_gone(None) == (True, "the namespace is gone")
+
+
+def test_traffic_has_moved_only_when_every_ready_endpoint_is_a_new_pod():
+    def slices(*pods):
+        return [{"endpoints": [{"targetRef": {"name": pod}, "conditions": {"ready": ready}} for pod, ready in pods]}]
+
+    assert _waiter.endpoints_status(slices(("gmsa-webhook-handover-a", True), ("gmsa-webhook-b", True)), "gmsa-webhook-handover-")[0] is False
+    assert _waiter.endpoints_status(slices(("gmsa-webhook-handover-a", True), ("gmsa-webhook-b", False)), "gmsa-webhook-handover-")[0] is True
+    assert _waiter.endpoints_status([], "gmsa-webhook-handover-") == (False, "ready endpoints []; waiting for only pods gmsa-webhook-handover-*")

@@ -187,3 +187,13 @@ def test_every_object_is_labelled_as_ours_and_cluster_scoped_ones_name_their_ins
 def test_ca_secret_keeps_the_previous_ca_only_when_given():
     assert set(manifests.ca_secret(SETTINGS, "c", "k", None)["data"]) == {"tls.crt", "tls.key"}
     assert base64.b64decode(manifests.ca_secret(SETTINGS, "c", "k", "old")["data"]["previous.crt"]) == b"old"
+
+
+def test_handover_pods_are_selected_by_the_service_but_not_by_the_final_deployment_s_own_selector():
+    handover = manifests.handover_deployment(SETTINGS, "aa")
+    final = manifests.deployment(SETTINGS, "aa")
+    assert handover["metadata"]["name"] == "gmsa-webhook-handover"
+    assert manifests.service(SETTINGS)["spec"]["selector"].items() <= handover["spec"]["template"]["metadata"]["labels"].items()
+    assert not handover["spec"]["selector"]["matchLabels"].items() <= final["spec"]["template"]["metadata"]["labels"].items()
+    assert handover["spec"]["template"]["spec"] == final["spec"]["template"]["spec"]
+    assert final["spec"]["selector"] == manifests.deployment(SETTINGS, "aa")["spec"]["selector"], "the final Deployment is not changed by it"
