@@ -36,7 +36,11 @@ options:
   domain_username:
     description:
       - The account that manages the objects, as C(DOMAIN\\user) or C(user@domain.example).
-      - Required unless O(domain_auth=kerberos), which then uses the current Kerberos credential cache.
+      - With O(domain_auth=kerberos) and the winrm transport it must be C(user@domain.example); the module gets
+        a ticket for it with C(kinit) (the password on its standard input) into a credential cache of its own,
+        removed at the end of the run.
+      - Required unless O(domain_auth=kerberos), which without O(domain_username) and O(domain_password) uses
+        the current Kerberos credential cache (E(KRB5CCNAME)).
       - Can be set with the environment variable E(GMSA_DOMAIN_USERNAME).
     type: str
   domain_password:
@@ -46,13 +50,22 @@ options:
     type: str
   domain_auth:
     description:
-      - The authentication protocol.
+      - The authentication protocol. V(kerberos) with O(domain_tls=tls) is the recommended setting; the server
+        is authenticated twice (its certificate and its Kerberos key) and no password hash crosses the network.
+        The modules warn about NTLM without TLS, Basic, and O(domain_validate_certs=false).
       - V(ntlm) and V(kerberos) encrypt the traffic without TLS (WinRM message encryption, LDAP sealing).
         V(kerberos) needs, on the controller, C(pykerberos) for WinRM (C(pywinrm[kerberos])) and the
         C(pyspnego[kerberos]) extra for LDAP, plus a Kerberos configuration (O(domain_krb5_config)).
-      - V(credssp) exists for WinRM only and needs C(pywinrm[credssp]).
+      - V(credssp) exists for WinRM only and needs C(pywinrm[credssp]). It hands the password itself to the
+        WinRM host, which can then reach the DC as the user.
+      - Which to choose for the winrm transport. When O(domain_server) is a DC, V(kerberos) (or V(ntlm)), since the
+        ActiveDirectory cmdlets run on the DC itself. When it is a management host with RSAT that is not a DC,
+        the cmdlets must authenticate onward to a DC (the double hop), which a plain NTLM or Kerberos logon
+        cannot. Use V(kerberos) with O(domain_kerberos_delegation=true) when the management host's computer
+        account is trusted for delegation, else V(credssp) (enabled on the host with
+        C(Enable-WSManCredSSP -Role Server)) over O(domain_tls=tls).
       - V(basic) is an LDAP simple bind; it sends the password itself, so it is refused unless O(domain_tls) is
-        V(tls) or V(starttls). It is refused with the winrm transport: the WinRM service accepts Basic
+        V(tls) or V(starttls). It is refused with the winrm transport, since the WinRM service accepts Basic
         authentication for local accounts only, and a domain controller has none.
       - Can be set with the environment variable E(GMSA_DOMAIN_AUTH).
     type: str
@@ -87,6 +100,30 @@ options:
         check of M(wincontainers.gmsa.gmsa_domain_info).
       - Defaults to the environment variable E(KRB5_CONFIG), then the system configuration.
     type: path
+  domain_kerberos_hostname:
+    description:
+      - Host name in the WinRM service's principal C(HTTP/<name>), when O(domain_server) is an address or
+        an alias that the principal does not carry. Defaults to O(domain_server).
+      - Winrm transport only.
+      - Can be set with the environment variable E(GMSA_DOMAIN_KERBEROS_HOSTNAME).
+    type: str
+  domain_kerberos_delegation:
+    description:
+      - Get a forwardable ticket and delegate it to the WinRM host, so that the ActiveDirectory cmdlets on a
+        management host can reach the DC as the user. Needs O(domain_auth=kerberos) and a host trusted for
+        delegation. Not needed when O(domain_server) is a DC.
+      - Winrm transport only.
+      - Can be set with the environment variable E(GMSA_DOMAIN_KERBEROS_DELEGATION).
+    type: bool
+    default: false
+  domain_proxy:
+    description:
+      - URL of an HTTP proxy to reach the WinRM service through.
+      - Without it no proxy is used; the environment variables E(HTTP_PROXY) and E(HTTPS_PROXY) are never
+        consulted (pywinrm would otherwise follow them).
+      - Winrm transport only.
+      - Can be set with the environment variable E(GMSA_DOMAIN_PROXY).
+    type: str
   domain_timeout:
     description:
       - Seconds the module may spend talking to the domain, connection included. Past that it fails naming
@@ -99,6 +136,7 @@ notes:
     action group C(group/wincontainers.gmsa.domain), or injected as environment variables by an AWX/AAP
     credential type.
 requirements:
-  - pywinrm >= 0.5.0 (winrm transport)
+  - pywinrm >= 0.5.0 (winrm transport); C(pywinrm[kerberos]) and the C(kinit) command for Kerberos,
+    C(pywinrm[credssp]) for CredSSP
   - sansldap and pyspnego (ldap transport)
 """

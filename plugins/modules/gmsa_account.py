@@ -472,7 +472,7 @@ def main() -> None:
     results, diff_before, diff_after = [], {}, {}
     try:
         validate_accounts(accounts)
-        with open_domain_client(module.params) as client:
+        with open_domain_client(module.params, warn=module.warn) as client:
             for plan in plan_accounts(client, accounts):
                 account = plan.apply(client) if plan.changed and not module.check_mode else plan.existing
                 results.append(dict(plan.result(account), changed=plan.changed))

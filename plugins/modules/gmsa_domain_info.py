@@ -240,7 +240,7 @@ def main() -> None:
     try:
         names = [validate_gmsa_name(name, f"accounts[{index}]") for index, name in enumerate(module.params["accounts"])]
         checked = [validate_gmsa_name(name, f"check_retrieval.accounts[{index}]") for index, name in enumerate(check["accounts"] if check else [])]
-        with open_domain_client(module.params) as client:
+        with open_domain_client(module.params, warn=module.warn) as client:
             facts = client.domain_facts()
             result["domain"] = dict(
                 distinguished_name=facts.distinguished_name,

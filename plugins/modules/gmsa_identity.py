@@ -346,7 +346,7 @@ def main() -> None:
     name = module.params["name"]
     try:
         validate_params(module.params)
-        with open_domain_client(module.params) as client:
+        with open_domain_client(module.params, warn=module.warn) as client:
             existing = client.find_user(name)
             before = user_result(name, existing, current_state(existing)) if existing else {}
             if module.params["state"] == "absent":

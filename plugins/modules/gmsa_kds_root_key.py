@@ -124,7 +124,7 @@ def main() -> None:
     )
     now = datetime.datetime.now(datetime.timezone.utc)
     try:
-        with open_domain_client(module.params) as client:
+        with open_domain_client(module.params, warn=module.warn) as client:
             keys = client.kds_root_keys()
             if keys:
                 key = key_in_use(keys, now)

@@ -36,6 +36,13 @@ pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
 INJECTION_NAMES = ["a'b", "x$(y)", "b`c", "s;t", "*)(cn=*", 'q"r']
 
 
+@pytest.fixture(params=["ldap", "winrm", "winrm-kerberos", "winrm-credssp"])
+def params(request, ldap_params) -> dict:
+    """The contract runs on LDAP and on WinRM with each authentication a DC's WinRM service accepts."""
+    fixture = {"ldap": "ldap_params", "winrm": "winrm_params", "winrm-kerberos": "kerberos_params", "winrm-credssp": "credssp_params"}[request.param]
+    return request.getfixturevalue(fixture)
+
+
 @pytest.fixture
 def client(params):
     with open_domain_client(params) as domain_client:

@@ -10,13 +10,19 @@ is shown to pass where the naive way would not.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 
 import pytest
 from winrm.protocol import Protocol
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ps_scripts
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import DomainError, open_domain_client
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
+    AuthenticationFailed,
+    DomainConnectionError,
+    DomainError,
+    open_domain_client,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import CMD_LINE_LIMIT, POWERSHELL, POWERSHELL_ARGUMENTS, encode_command
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
@@ -155,3 +161,96 @@ def test_identity_with_a_refused_password_leaves_nothing(winrm_params, ldap_para
         user = client.create_user(name, container, password, None, True, False)
         assert user.enabled and client.credentials_valid(name, password)
         client.delete_user(user)
+
+
+# --- 4. authentication -----------------------------------------------------------------------------------------
+
+def authentications(endpoint, since: int) -> list:
+    return endpoint.authentications[since:]
+
+
+def test_kerberos_over_https_gets_its_ticket_from_the_password(kerberos_params, https_endpoint, samba_dc, monkeypatch):
+    monkeypatch.delenv("KRB5CCNAME", raising=False)  # no cache to fall back on: the ticket must come from the password
+    before = len(https_endpoint.authentications)
+    with open_domain_client(kerberos_params) as client:
+        assert client.domain_facts().netbios_name == samba_dc["netbios_name"]
+        ccache = os.environ["KRB5CCNAME"].removeprefix("FILE:")
+        assert oct(os.stat(ccache).st_mode & 0o777) == "0o600"
+    assert authentications(https_endpoint, before) == [("kerberos", False)]
+    assert "KRB5CCNAME" not in os.environ and not os.path.exists(ccache)
+
+
+def test_kerberos_over_http_encrypts_the_messages(kerberos_params, http_endpoint, samba_dc):
+    before, encrypted = len(http_endpoint.authentications), http_endpoint.encrypted_messages
+    params = dict(kerberos_params, domain_tls="none", domain_port=http_endpoint.port, domain_ca_cert=None)
+    with open_domain_client(params) as client:
+        assert client.domain_facts().netbios_name == samba_dc["netbios_name"]
+    assert authentications(http_endpoint, before) == [("kerberos", False)]
+    assert http_endpoint.encrypted_messages - encrypted >= 5  # Create, Command, Send, Receive, Signal, Delete
+
+
+def test_kerberos_delegation_forwards_the_ticket(kerberos_params, https_endpoint, samba_dc):
+    before = len(https_endpoint.authentications)
+    with open_domain_client(dict(kerberos_params, domain_kerberos_delegation=True)) as client:
+        assert client.domain_facts().netbios_name == samba_dc["netbios_name"]
+    assert authentications(https_endpoint, before) == [("kerberos", True)]
+
+
+def test_kerberos_with_a_wrong_password_names_the_principal(kerberos_params, samba_dc):
+    with pytest.raises(AuthenticationFailed) as raised:
+        open_domain_client(dict(kerberos_params, domain_password="not-the-password"))
+    assert f"{samba_dc['admin_user']}@{samba_dc['realm']}" in str(raised.value)
+    assert "not-the-password" not in str(raised.value)
+    assert "KRB5CCNAME" not in os.environ
+
+
+def test_kerberos_needs_the_principal_form(kerberos_params, samba_dc):
+    with pytest.raises(DomainError, match="^domain_username: Kerberos needs the user principal form"):
+        open_domain_client(dict(kerberos_params, domain_username=f"{samba_dc['netbios_name']}\\{samba_dc['admin_user']}"))
+
+
+def test_environment_proxies_are_not_used(winrm_params, samba_dc, monkeypatch):
+    # A proxy that does not exist: a transport that followed the environment could not reach the endpoint.
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with open_domain_client(winrm_params) as client:
+        assert client.domain_facts().netbios_name == samba_dc["netbios_name"]
+    with pytest.raises(DomainConnectionError, match="cannot reach the WinRM service"):
+        with open_domain_client(dict(winrm_params, domain_proxy="http://127.0.0.1:9", domain_timeout=10)) as client:
+            client.domain_facts()
+
+
+def test_credssp_over_https_delegates_the_password(credssp_params, https_endpoint, samba_dc):
+    before = len(https_endpoint.authentications)
+    with open_domain_client(credssp_params) as client:
+        assert client.domain_facts().netbios_name == samba_dc["netbios_name"]
+    [(protocol, credential)] = authentications(https_endpoint, before)
+    # What the management host gets to reach the DC with: the user's own password (the double hop).
+    assert protocol == "credssp"
+    assert (credential.username, credential.password) == ("winrm-admin", credssp_params["domain_password"])
+
+
+def test_credssp_over_http_encrypts_and_chunks_large_messages(credssp_params, http_endpoint):
+    before, encrypted, chunked = len(http_endpoint.authentications), http_endpoint.encrypted_messages, http_endpoint.chunked_messages
+    params = dict(credssp_params, domain_tls="none", domain_port=http_endpoint.port, domain_ca_cert=None)
+    names = [f"nobody{index:05d}" for index in range(2000)]
+    with open_domain_client(params) as client:
+        # The Send carrying these names is above 16 KiB: pywinrm splits it into chunks, the endpoint joins them.
+        assert client.resolve_principals(names) == {}
+    assert [protocol for protocol, _credential in authentications(http_endpoint, before)] == ["credssp"]
+    assert http_endpoint.encrypted_messages - encrypted >= 5
+    assert http_endpoint.chunked_messages - chunked == 1
+
+
+def test_credssp_over_http_reads_chunked_answers(credssp_params, http_endpoint):
+    # AD matches names case-insensitively: 150 spellings of one group give an answer above 16 KiB.
+    spellings = ["".join(c.upper() if bit == "1" else c for c, bit in zip("domainadmins", f"{index:012b}")) for index in range(150)]
+    spellings = [f"{spelling[:6]} {spelling[6:]}" for spelling in spellings]
+    params = dict(credssp_params, domain_tls="none", domain_port=http_endpoint.port, domain_ca_cert=None)
+    chunked = http_endpoint.chunked_answers
+    with open_domain_client(params) as client:
+        found = client.resolve_principals(spellings)
+    assert len(found) == 150 and len({principal.sid for principal in found.values()}) == 1
+    assert http_endpoint.chunked_answers - chunked == 1

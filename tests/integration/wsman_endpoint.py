@@ -3,9 +3,12 @@
 
 """A WS-Management endpoint on loopback that answers the WinRM transport's PowerShell with the lab DC.
 
-What is real: HTTP(S) on a socket, the NTLM handshake (pyspnego acceptor, channel binding on HTTPS), WinRM
-message encryption on HTTP, basic authentication on HTTPS, the SOAP envelopes of the five shell actions plus
-Send, base64 streams and exit codes, as pywinrm exchanges them with Windows.
+What is real: HTTP(S) on a socket; the NTLM, Kerberos and CredSSP handshakes (pyspnego acceptors; channel
+binding on HTTPS; Kerberos against the lab DC's KDC with a keytab exported from it for HTTP/<name>, mutual
+authentication; CredSSP delegating the password); WinRM message encryption on HTTP for all three
+(application/HTTP-SPNEGO-session-encrypted, application/HTTP-CredSSP-session-encrypted, chunked above
+16 KiB); the SOAP envelopes of the five shell actions plus Send, base64 streams and exit codes, as pywinrm
+exchanges them with Windows.
 
 What is not: no PowerShell runs. The endpoint recognizes the bootstrap command line and each script the
 transport sends on stdin (it must be, byte for byte, one of ``_ps_scripts``), and carries out the same
@@ -34,6 +37,7 @@ import secrets
 import socket
 import ssl
 import struct
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -77,22 +81,39 @@ NS = {
 }
 _SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 _BOUNDARY = b"--Encrypted Boundary"
-_ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
-_NTLM_SIGNATURE_SIZE = 16
+# MS-WSMV 2.2.9.1: the protocol string of each kind of message encryption; CredSSP splits messages into 16 KiB chunks.
+_ENCRYPTED_PROTOCOLS = {"ntlm": "application/HTTP-SPNEGO-session-encrypted", "kerberos": "application/HTTP-SPNEGO-session-encrypted", "credssp": "application/HTTP-CredSSP-session-encrypted"}
+_CREDSSP_CHUNK = 16384
+_NTLMSSP_SIGNATURE = b"NTLMSSP\0"
 # https://learn.microsoft.com/en-us/troubleshoot/windows-client/shell-experience/command-line-string-limitation
 CMD_EXE_LIMIT = 8191
 CREATE_PROCESS_LIMIT = 32767
 
 
 class WSManEndpoint:
-    """``https://127.0.0.1:<port>/wsman`` (or http) accepting one user; ``execute`` runs each command."""
+    """``https://127.0.0.1:<port>/wsman`` (or http); ``execute`` runs each command.
 
-    def __init__(self, username: str, password: str, execute, tls_files: tuple[str, str] | None = None) -> None:
+    NTLM and CredSSP accept ``username`` (a user of the NTLM user file); Kerberos accepts ``kerberos_principal``
+    with a ticket for a principal of ``keytab`` (the acceptor reads it from KRB5_KTNAME).
+    """
+
+    def __init__(
+        self, username: str, password: str, execute, tls_files: tuple[str, str] | None = None,
+        kerberos_principal: str | None = None, keytab: str | None = None,
+    ) -> None:
         self.username = username
         self.password = password
         self.execute = execute
         self.tls_files = tls_files
+        self.kerberos_principal = kerberos_principal
         self.requests = 0
+        self.encrypted_messages = 0
+        self.chunked_messages = 0
+        self.chunked_answers = 0
+        # What each authenticated connection used: (protocol, delegated credential or None), for the tests.
+        self.authentications: list[tuple[str, object]] = []
+        if keytab:
+            os.environ["KRB5_KTNAME"] = f"FILE:{keytab}"
         self._user_file = tempfile.NamedTemporaryFile("w", suffix=".ntlm", delete=False)  # noqa: SIM115 - lives as long as the endpoint
         # pyspnego's NTLM acceptor reads its users from this file only: DOMAIN:user:password.
         self._user_file.write(f"LAB:{username}:{password}\n")
@@ -144,7 +165,9 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
         # Without it every response waits for the client's delayed ACK (~40 ms).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.context = None
+        self.protocol = None
         self.authenticated = False
+        self.answer_token = None
         self.shells: dict[str, dict] = {}
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - signature of the base class
@@ -158,16 +181,33 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
         if not body:
             self._reply(200, b"", "application/soap+xml;charset=UTF-8")  # pywinrm's probe that sets up encryption
             return
-        encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
+        content_type = self.headers.get("Content-Type", "")
+        encrypted = content_type.startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
+        if encrypted and f'protocol="{_ENCRYPTED_PROTOCOLS[self.protocol]}"' not in content_type:
+            self._reply(400, b"", "text/plain")
+            return
+        if not encrypted and not self.endpoint.tls_files:
+            # The WinRM service's default AllowUnencrypted=false: over HTTP only encrypted messages are accepted.
+            self._reply(400, b"", "text/plain")
+            return
+        self.endpoint.encrypted_messages += encrypted
+        self.endpoint.chunked_messages += content_type.startswith("multipart/x-multi-encrypted")
         request = self._decrypt(body) if encrypted else body
         status, response = self._dispatch(ElementTree.fromstring(request))
         if encrypted:
-            self._reply(status, self._encrypt(response), f'multipart/encrypted;protocol="{_ENCRYPTED_PROTOCOL}";boundary="Encrypted Boundary"')
+            chunked = self.protocol == "credssp" and len(response) > _CREDSSP_CHUNK
+            kind = "multipart/x-multi-encrypted" if chunked else "multipart/encrypted"
+            self.endpoint.chunked_answers += chunked
+            self._reply(status, self._encrypt(response), f'{kind};protocol="{_ENCRYPTED_PROTOCOLS[self.protocol]}";boundary="Encrypted Boundary"')
         else:
             self._reply(status, response, "application/soap+xml;charset=UTF-8")
 
     def _reply(self, status: int, body: bytes, content_type: str, headers: tuple = ()) -> None:
         self.send_response(status)
+        if self.answer_token is not None:
+            # Kerberos mutual authentication: the AP-REP comes with the first successful response.
+            headers = (*headers, ("WWW-Authenticate", f"Negotiate {base64.b64encode(self.answer_token).decode()}"))
+            self.answer_token = None
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Content-Type", content_type)
@@ -188,40 +228,63 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
             return self._unauthorized("Negotiate")
         if self.authenticated:
             return True
-        if scheme not in ("NTLM", "Negotiate"):
-            return self._unauthorized("Negotiate")
+        if scheme not in ("NTLM", "Negotiate", "Kerberos", "CredSSP"):
+            return self._unauthorized("Negotiate", "Kerberos", "CredSSP")
+        token = base64.b64decode(token)
         if self.context is None:
+            self.protocol = "credssp" if scheme == "CredSSP" else "ntlm" if token.startswith(_NTLMSSP_SIGNATURE) else "kerberos"
             bindings = None
-            if self.endpoint.certificate_hash:
+            if self.endpoint.certificate_hash and self.protocol != "credssp":  # CredSSP binds to TLS with its public key instead
                 bindings = spnego.channel_bindings.GssChannelBindings(application_data=b"tls-server-end-point:" + self.endpoint.certificate_hash)
-            self.context = spnego.server(protocol="ntlm", channel_bindings=bindings)
+            self.context = spnego.server(protocol=self.protocol, service="HTTP", channel_bindings=bindings)
         try:
-            answer = self.context.step(base64.b64decode(token))
+            answer = self.context.step(token)
         except spnego.exceptions.SpnegoError:
             self.context = None
             return self._unauthorized()
         if not self.context.complete:
             return self._unauthorized(f"{scheme} {base64.b64encode(answer).decode()}")
+        if self.protocol == "kerberos" and self.context.client_principal != self.endpoint.kerberos_principal:
+            self.context = None
+            return self._unauthorized()
+        if self.protocol == "kerberos":
+            self.answer_token = answer
+        self.endpoint.authentications.append((self.protocol, self._delegated()))
         self.authenticated = True
         return True
 
+    def _delegated(self) -> object:
+        """What the client delegated for the double hop: CredSSP's credentials, or whether Kerberos forwarded a TGT."""
+        if self.protocol == "credssp":
+            return self.context.get_extra_info("client_credential")
+        return bool(self.context.context_attr & spnego.ContextReq.delegate) if self.protocol == "kerberos" else None
+
     def _decrypt(self, body: bytes) -> bytes:
-        header, payload = [part for part in body.split(_BOUNDARY + b"\r\n") if part][:2]
-        length = int(header.split(b"Length=")[1].strip())
-        payload = payload.removeprefix(b"\tContent-Type: application/octet-stream\r\n").removesuffix(_BOUNDARY + b"--\r\n")
-        signature_size = struct.unpack("<i", payload[:4])[0]
-        message = self.context.unwrap(payload[4:4 + signature_size] + payload[4 + signature_size:]).data
-        assert len(message) == length
+        """Every part of a multipart/encrypted (or x-multi-encrypted) body: the length, then the sealed part."""
+        parts = [part for part in body.removesuffix(_BOUNDARY + b"--\r\n").split(_BOUNDARY + b"\r\n") if part]
+        message = b""
+        for description, payload in zip(parts[::2], parts[1::2]):
+            length = int(description.split(b"Length=")[1].strip())
+            payload = payload.removeprefix(b"\tContent-Type: application/octet-stream\r\n")
+            header_size = struct.unpack("<i", payload[:4])[0]
+            part = self.context.unwrap_winrm(payload[4:4 + header_size], payload[4 + header_size:])
+            assert len(part) == length
+            message += part
         return message
 
     def _encrypt(self, message: bytes) -> bytes:
-        wrapped = self.context.wrap(message).data
-        return (
-            _BOUNDARY + b"\r\n\tContent-Type: " + _ENCRYPTED_PROTOCOL.encode() + b"\r\n"
-            b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(message)).encode() + b"\r\n"
-            + _BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n"
-            + struct.pack("<i", _NTLM_SIGNATURE_SIZE) + wrapped + _BOUNDARY + b"--\r\n"
-        )
+        chunk_size = _CREDSSP_CHUNK if self.protocol == "credssp" else len(message) or 1
+        body = b""
+        for start in range(0, len(message), chunk_size):
+            chunk = message[start:start + chunk_size]
+            wrapped = self.context.wrap_winrm(chunk)
+            body += (
+                _BOUNDARY + b"\r\n\tContent-Type: " + _ENCRYPTED_PROTOCOLS[self.protocol].encode() + b"\r\n"
+                b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(chunk)).encode() + b"\r\n"
+                + _BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n"
+                + struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data
+            )
+        return body + _BOUNDARY + b"--\r\n"
 
     # --- the shell actions ---------------------------------------------------------------------------------------
 
@@ -590,15 +653,55 @@ def winrm_password() -> str:
     return secrets.token_urlsafe(16)
 
 
+# The account holding the endpoint's service principal name in the lab domain, as a Windows host's computer
+# account holds HTTP/<its name>.
+WSMAN_SERVICE_ACCOUNT = "wsman-http"
+
+
 @pytest.fixture(scope="session")
-def https_endpoint(powershell_host, tls_files, winrm_password):
-    with WSManEndpoint(WINRM_USER, winrm_password, powershell_host, tls_files=tls_files[:2]) as endpoint:
+def wsman_host_name(samba_dc) -> str:
+    """The name the endpoint's Kerberos principal HTTP/<name> carries."""
+    return f"wsman.{samba_dc['dns_domain']}"
+
+
+@pytest.fixture(scope="session")
+def wsman_keytab(samba_dc, ldap_params, wsman_host_name, tmp_path_factory) -> str:
+    """A keytab for HTTP/<wsman_host_name>, exported from the lab DC's database by samba-tool."""
+    spn = f"HTTP/{wsman_host_name}"
+    with open_domain_client(ldap_params) as client:
+        container = f"CN=Users,{client.domain_facts().distinguished_name}"
+        if client.find_user(WSMAN_SERVICE_ACCOUNT) is None:
+            try:
+                client.create_user(WSMAN_SERVICE_ACCOUNT, container, secrets.token_urlsafe(24) + "-Aa1", "WS-Management test endpoint", True, True)
+            except DomainError:
+                pass  # another test session of this lab created it meanwhile
+        account = client.find_user(WSMAN_SERVICE_ACCOUNT)
+        client._call("registering the endpoint's SPN", client._connection.modify, account.distinguished_name, [("replace", "servicePrincipalName", [spn])])
+    keytab = str(tmp_path_factory.mktemp("wsman-kerberos") / "http.keytab")
+    completed = subprocess.run(
+        ["samba-tool", "domain", "exportkeytab", keytab, f"--principal={spn}", "-s", samba_dc["smb_conf"]],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return keytab
+
+
+def _endpoint(samba_dc, powershell_host, winrm_password, wsman_keytab, tls_files=None) -> WSManEndpoint:
+    return WSManEndpoint(
+        WINRM_USER, winrm_password, powershell_host, tls_files=tls_files,
+        kerberos_principal=f"{samba_dc['admin_user']}@{samba_dc['realm']}", keytab=wsman_keytab,
+    )
+
+
+@pytest.fixture(scope="session")
+def https_endpoint(samba_dc, powershell_host, tls_files, winrm_password, wsman_keytab):
+    with _endpoint(samba_dc, powershell_host, winrm_password, wsman_keytab, tls_files[:2]) as endpoint:
         yield endpoint
 
 
 @pytest.fixture(scope="session")
-def http_endpoint(powershell_host, winrm_password):
-    with WSManEndpoint(WINRM_USER, winrm_password, powershell_host) as endpoint:
+def http_endpoint(samba_dc, powershell_host, winrm_password, wsman_keytab):
+    with _endpoint(samba_dc, powershell_host, winrm_password, wsman_keytab) as endpoint:
         yield endpoint
 
 
@@ -614,3 +717,21 @@ def winrm_params(https_endpoint, tls_files, winrm_password, ldap_params) -> dict
         domain_username=f"LAB\\{WINRM_USER}",
         domain_password=winrm_password,
     )
+
+
+@pytest.fixture(scope="session")
+def kerberos_params(winrm_params, samba_dc, wsman_host_name) -> dict:
+    """Kerberos over HTTPS, the recommended setting: the lab administrator gets a ticket for HTTP/<wsman_host_name>."""
+    return dict(
+        winrm_params,
+        domain_auth="kerberos",
+        domain_username=f"{samba_dc['admin_user']}@{samba_dc['dns_domain']}",
+        domain_password=samba_dc["admin_password"],
+        domain_kerberos_hostname=wsman_host_name,
+    )
+
+
+@pytest.fixture(scope="session")
+def credssp_params(winrm_params) -> dict:
+    """CredSSP over HTTPS with NTLM inside: what a management host that is not a DC needs for the double hop."""
+    return dict(winrm_params, domain_auth="credssp")

@@ -136,6 +136,8 @@ def _connection_info(paths: _Paths, config: dict) -> dict:
         "krb5_config": paths.krb5_conf,
         "ca_cert": paths.ca_cert,
         "secrets_file": paths.config,
+        # For samba-tool run against this DC's database (e.g. domain exportkeytab).
+        "smb_conf": paths.smb_conf,
     }
 
 

@@ -367,6 +367,9 @@ DOMAIN_CONNECTION_ARGUMENT_SPEC = dict(
     domain_validate_certs=_option("bool", "GMSA_DOMAIN_VALIDATE_CERTS", default=True),
     domain_ca_cert=_option("path", "GMSA_DOMAIN_CA_CERT"),
     domain_krb5_config=_option("path", "KRB5_CONFIG"),
+    domain_kerberos_hostname=_option("str", "GMSA_DOMAIN_KERBEROS_HOSTNAME"),
+    domain_kerberos_delegation=_option("bool", "GMSA_DOMAIN_KERBEROS_DELEGATION", default=False),
+    domain_proxy=_option("str", "GMSA_DOMAIN_PROXY"),
     domain_timeout=_option("int", "GMSA_DOMAIN_TIMEOUT", default=120),
 )
 
@@ -388,6 +391,24 @@ class ConnectionSettings:
     validate_certs: bool
     ca_cert: str | None
     timeout: int
+    kerberos_hostname: str | None = None
+    kerberos_delegation: bool = False
+    proxy: str | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is allowed but weak; the modules show each as a warning. Kerberos over TLS is the recommended setting."""
+        found = []
+        if self.auth == "ntlm" and self.tls == "none":
+            found.append(
+                "domain_auth ntlm without domain_tls: NTLM protects the traffic with RC4-based sealing and does not"
+                " authenticate the server; use kerberos with domain_tls tls"
+            )
+        if self.tls != "none" and not self.validate_certs:
+            found.append("domain_validate_certs is false: anyone on the path can impersonate the server and read the credentials")
+        if self.auth == "basic":
+            found.append("domain_auth basic sends the password itself to the server; use kerberos (or ntlm) with domain_tls tls")
+        return found
 
     @classmethod
     def from_params(cls, params: dict) -> ConnectionSettings:
@@ -407,6 +428,11 @@ class ConnectionSettings:
             raise DomainError(f"domain_username and domain_password are required with domain_auth {auth}")
         if params["domain_timeout"] <= 0:
             raise DomainError("domain_timeout: must be a positive number of seconds")
+        for option in ("domain_kerberos_hostname", "domain_kerberos_delegation", "domain_proxy"):
+            if params[option] and transport != "winrm":
+                raise DomainError(f"{option}: applies to the winrm transport only")
+        if params["domain_kerberos_delegation"] and auth != "kerberos":
+            raise DomainError("domain_kerberos_delegation: needs domain_auth kerberos (credssp delegates by itself)")
         port = params["domain_port"] or _TRANSPORT_DEFAULT_PORTS[(transport, tls == "tls")]
         return cls(
             transport=transport,
@@ -419,12 +445,17 @@ class ConnectionSettings:
             validate_certs=params["domain_validate_certs"],
             ca_cert=params["domain_ca_cert"],
             timeout=params["domain_timeout"],
+            kerberos_hostname=params["domain_kerberos_hostname"],
+            kerberos_delegation=params["domain_kerberos_delegation"],
+            proxy=params["domain_proxy"],
         )
 
 
-def open_domain_client(params: dict) -> DomainClient:
-    """Connect with the module's connection options. Raises :class:`DomainError`."""
+def open_domain_client(params: dict, warn=None) -> DomainClient:
+    """Connect with the module's connection options; ``warn`` (e.g. ``module.warn``) gets each weak setting. Raises :class:`DomainError`."""
     settings = ConnectionSettings.from_params(params)
+    for warning in settings.warnings if warn else ():
+        warn(warning)
     if params["domain_krb5_config"]:
         # The Kerberos libraries (pyspnego, kinit) read their configuration from the environment only.
         os.environ["KRB5_CONFIG"] = params["domain_krb5_config"]

@@ -14,7 +14,10 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
 import re
+import subprocess
+import tempfile
 import traceback
 from xml.etree import ElementTree
 
@@ -46,6 +49,15 @@ try:
     from requests.exceptions import RequestException
 except ImportError:
     WINRM_IMPORT_ERROR = traceback.format_exc()
+
+# CredSSP's handshake fails with requests-credssp's own exceptions (pywinrm's credssp extra), not pywinrm's.
+CREDSSP_REFUSALS: tuple[type[Exception], ...] = ()
+try:
+    from requests_credssp.exceptions import AuthenticationException as CredSSPAuthenticationError, NTStatusException
+
+    CREDSSP_REFUSALS = (CredSSPAuthenticationError, NTStatusException)
+except ImportError:
+    pass  # domain_auth credssp then fails with pywinrm's message that requests-credssp is missing
 
 POWERSHELL = "powershell.exe"
 POWERSHELL_ARGUMENTS = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand")
@@ -89,21 +101,66 @@ class WinRMDomainClient(DomainClient):
         # A Receive returns after operation_timeout without output at the latest, so the deadline is checked
         # at least that often; the HTTP read waits a little longer than the server does.
         operation_timeout = max(1, min(20, int(self.remaining_time()) - 5))
+        self._shell_id: str | None = None
+        # The DC the first script picked (Get-ADDomainController -Discover); every later script uses it too.
+        self._pinned_server = ""
+        self._recipient_key = None
+        self._ccache: str | None = None
+        self._previous_ccache: str | None = None
+        username = settings.username
+        if settings.auth == "kerberos" and settings.password:
+            username = self._get_ticket(settings)
         self._protocol = Protocol(
             self._endpoint,
             transport=settings.auth,
-            username=settings.username,
+            username=username,
             password=settings.password,
             server_cert_validation="validate" if settings.validate_certs else "ignore",
             # Explicit, so that REQUESTS_CA_BUNDLE on the controller does not decide which CAs are trusted.
             ca_trust_path=settings.ca_cert,
             read_timeout_sec=operation_timeout + 5,
             operation_timeout_sec=operation_timeout,
+            # pywinrm's default ("legacy_requests") follows HTTP(S)_PROXY from the environment; None turns that off.
+            proxy=settings.proxy,
+            kerberos_hostname_override=settings.kerberos_hostname,
+            kerberos_delegation=settings.kerberos_delegation,
         )
-        self._shell_id: str | None = None
-        # The DC the first script picked (Get-ADDomainController -Discover); every later script uses it too.
-        self._pinned_server = ""
-        self._recipient_key = None
+
+    def _get_ticket(self, settings: ConnectionSettings) -> str:
+        """kinit with the password into a credential cache of this run (pywinrm's Kerberos uses a cache only); return the principal.
+
+        As Ansible's winrm connection plugin does (_kerb_auth): the password goes to kinit's standard input,
+        never its command line; -f asks for a forwardable ticket when it is to be delegated.
+        """
+        user, _at, realm = (settings.username or "").partition("@")
+        if not user or not realm or "\\" in user:
+            raise DomainError("domain_username: Kerberos needs the user principal form user@dns.domain (not DOMAIN\\user)")
+        principal = f"{user}@{realm.upper()}"
+        descriptor, self._ccache = tempfile.mkstemp(prefix="gmsa-krb5cc-")
+        os.close(descriptor)
+        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRB5CCNAME": f"FILE:{self._ccache}"}
+        if os.environ.get("KRB5_CONFIG"):
+            environment["KRB5_CONFIG"] = os.environ["KRB5_CONFIG"]
+        command = ["kinit", *(["-f"] if settings.kerberos_delegation else []), principal]
+        try:
+            completed = subprocess.run(
+                command, input=f"{settings.password}\n".encode("utf-8"), capture_output=True, env=environment,
+                timeout=max(1, min(30, self.remaining_time())), start_new_session=True, check=False,
+            )
+        except FileNotFoundError:
+            self.close()
+            raise DomainError("domain_auth: kerberos with domain_password needs kinit (MIT Kerberos client tools) on the controller") from None
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise DomainConnectionError(f"{self._endpoint}: kinit got no answer from the KDC for {principal} within the timeout") from None
+        if completed.returncode != 0:
+            detail = completed.stderr.decode("utf-8", "replace").replace(settings.password, "********").strip()
+            self.close()
+            raise AuthenticationFailed(f"{self._endpoint}: Kerberos refused the credentials of domain_username {principal}: {detail}")
+        # pykerberos (through GSSAPI) reads the cache named here; close() puts the previous value back.
+        self._previous_ccache = os.environ.get("KRB5CCNAME")
+        os.environ["KRB5CCNAME"] = f"FILE:{self._ccache}"
+        return principal
 
     def close(self) -> None:
         if self._shell_id is not None:
@@ -112,6 +169,14 @@ class WinRMDomainClient(DomainClient):
                 self._protocol.close_shell(shell_id)
             except (WinRMError, WinRMTransportError, RequestException):
                 pass  # the shell dies with its session on the server anyway
+        if self._ccache is not None:
+            ccache, self._ccache = self._ccache, None
+            if os.environ.get("KRB5CCNAME") == f"FILE:{ccache}":
+                if self._previous_ccache is None:
+                    del os.environ["KRB5CCNAME"]
+                else:
+                    os.environ["KRB5CCNAME"] = self._previous_ccache
+            os.unlink(ccache)
 
     def run(self, operation: str, data: dict) -> object:
         """Run one operation's script with ``data`` as its input; return its ``result``. Raises DomainError."""
@@ -122,6 +187,8 @@ class WinRMDomainClient(DomainClient):
             stdout, stderr, return_code = self._execute(json.dumps(request))
         except InvalidCredentialsError:
             raise AuthenticationFailed(f"{self._endpoint}: the WinRM service refused the credentials of domain_username") from None
+        except CREDSSP_REFUSALS as error:
+            raise AuthenticationFailed(f"{self._endpoint}: the WinRM service refused the credentials of domain_username (CredSSP: {error})") from None
         except WSManFaultError as error:
             raise DomainError(f"{self._endpoint}: WS-Management fault during {operation}: {error.reason}") from None
         except WinRMTransportError as error:

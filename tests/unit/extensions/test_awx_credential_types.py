@@ -80,8 +80,8 @@ def test_domain_connection_injects_only_what_the_domain_modules_read():
     injected = set(load("gmsa_domain_connection.yml")["injectors"]["env"])
     fallbacks = _fallback_env_names()
     assert injected <= set(fallbacks)
-    # Tuning and Kerberos configuration belong to the execution environment, not to a credential.
-    assert set(fallbacks) - injected == {"GMSA_DOMAIN_TIMEOUT", "KRB5_CONFIG"}
+    # Tuning, the network path and Kerberos configuration belong to the execution environment, not to a credential.
+    assert set(fallbacks) - injected == {"GMSA_DOMAIN_TIMEOUT", "GMSA_DOMAIN_PROXY", "KRB5_CONFIG"}
     for name in injected:
         assert f"E({name})" in ModuleDocFragment.DOCUMENTATION, f"{name} is not documented in doc_fragments/domain_connection.py"
 
@@ -89,28 +89,32 @@ def test_domain_connection_injects_only_what_the_domain_modules_read():
 def test_domain_connection_with_every_input_reaches_the_modules(tmp_path, monkeypatch):
     inputs = {
         "server": "dc01.contoso.com",
-        "transport": "ldap",
-        "port": "636",
-        "username": "CONTOSO\\gmsa-admin",
+        "transport": "winrm",
+        "port": "5986",
+        "username": "gmsa-admin@contoso.com",
         "password": "S3cret!",
-        "auth": "basic",
+        "auth": "kerberos",
         "tls": "tls",
         "skip_cert_validation": False,
         "ca_cert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "kerberos_hostname": "dc01.contoso.com",
+        "kerberos_delegation": True,
     }
     env, extra_vars = awx_inject(load("gmsa_domain_connection.yml"), inputs, tmp_path)
     assert extra_vars == {}
     params = connection_params(env, monkeypatch)
-    assert {option: params[option] for option in params if option not in ("domain_timeout", "domain_krb5_config")} == {
+    assert {option: params[option] for option in params if option not in ("domain_timeout", "domain_krb5_config", "domain_proxy")} == {
         "domain_server": "dc01.contoso.com",
-        "domain_transport": "ldap",
-        "domain_port": 636,
-        "domain_username": "CONTOSO\\gmsa-admin",
+        "domain_transport": "winrm",
+        "domain_port": 5986,
+        "domain_username": "gmsa-admin@contoso.com",
         "domain_password": "S3cret!",
-        "domain_auth": "basic",
+        "domain_auth": "kerberos",
         "domain_tls": "tls",
         "domain_validate_certs": True,
         "domain_ca_cert": env["GMSA_DOMAIN_CA_CERT"],
+        "domain_kerberos_hostname": "dc01.contoso.com",
+        "domain_kerberos_delegation": True,
     }
     assert pathlib.Path(params["domain_ca_cert"]).read_text() == inputs["ca_cert"]
 

@@ -162,6 +162,9 @@ class TestConnectionSettings:
             ({"domain_transport": "ldap", "domain_auth": "credssp"}, "domain_auth: credssp"),
             ({"domain_password": None}, "domain_username and domain_password"),
             ({"domain_timeout": 0}, "domain_timeout"),
+            ({"domain_transport": "ldap", "domain_proxy": "http://proxy:3128"}, "domain_proxy: applies to the winrm transport only"),
+            ({"domain_transport": "ldap", "domain_kerberos_hostname": "dc01"}, "domain_kerberos_hostname: applies to the winrm transport only"),
+            ({"domain_kerberos_delegation": True}, "domain_kerberos_delegation: needs domain_auth kerberos"),
         ],
     )
     def test_refused_combinations_name_the_option(self, overrides, field):
@@ -171,6 +174,25 @@ class TestConnectionSettings:
     def test_basic_over_tls_and_kerberos_without_password_are_accepted(self):
         assert ConnectionSettings.from_params(connection_params(domain_transport="ldap", domain_auth="basic", domain_tls="tls")).auth == "basic"
         assert ConnectionSettings.from_params(connection_params(domain_auth="kerberos", domain_username=None, domain_password=None)).auth == "kerberos"
+
+
+class TestWarnings:
+    @pytest.mark.parametrize(
+        "overrides, warning",
+        [
+            ({"domain_auth": "ntlm", "domain_tls": "none"}, "domain_auth ntlm without domain_tls"),
+            ({"domain_auth": "kerberos", "domain_tls": "tls", "domain_validate_certs": False}, "domain_validate_certs is false"),
+            ({"domain_transport": "ldap", "domain_auth": "basic", "domain_tls": "tls"}, "domain_auth basic sends the password itself"),
+        ],
+    )
+    def test_weak_settings_are_named(self, overrides, warning):
+        warnings = ConnectionSettings.from_params(connection_params(**overrides)).warnings
+        assert len(warnings) == 1 and warnings[0].startswith(warning)
+
+    @pytest.mark.parametrize("transport", ["winrm", "ldap"])
+    def test_kerberos_over_tls_draws_no_warning(self, transport):
+        settings = ConnectionSettings.from_params(connection_params(domain_transport=transport, domain_auth="kerberos", domain_tls="tls"))
+        assert settings.warnings == []
 
 
 def test_every_connection_option_has_an_environment_fallback():

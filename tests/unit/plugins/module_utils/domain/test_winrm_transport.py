@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -118,3 +121,38 @@ def test_operation_timeouts_are_retried_until_the_deadline():
     endless = FailingProtocol(timeouts=10**9)
     with pytest.raises(DomainConnectionError, match="did not finish within the timeout"):
         client_with(endless, timeout=0.2).credentials_valid("ccg", "pw")
+
+
+def test_no_proxy_from_the_environment_unless_asked(monkeypatch):
+    # pywinrm's default proxy setting ("legacy_requests") would follow HTTPS_PROXY (winrm/transport.py build_session).
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    settings = ConnectionSettings(
+        transport="winrm", server="dc01.contoso.com", port=5986, username="CONTOSO\\admin", password="admin-secret",
+        auth="ntlm", tls="tls", validate_certs=True, ca_cert=None, timeout=60,
+    )
+    assert WinRMDomainClient(settings, time.monotonic() + 60)._protocol.transport.proxy is None
+    asked = dataclasses.replace(settings, proxy="http://proxy.contoso.com:3128")
+    assert WinRMDomainClient(asked, time.monotonic() + 60)._protocol.transport.proxy == "http://proxy.contoso.com:3128"
+
+
+def test_kerberos_password_goes_to_kinit_on_stdin_never_argv(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append((command, kwargs))
+        return subprocess.CompletedProcess(command, 1, b"", b"kinit: Password incorrect while getting initial credentials (admin-secret)")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    settings = ConnectionSettings(
+        transport="winrm", server="dc01.contoso.com", port=5986, username="admin@contoso.com", password="admin-secret",
+        auth="kerberos", tls="tls", validate_certs=True, ca_cert=None, timeout=60, kerberos_delegation=True,
+    )
+    with pytest.raises(AuthenticationFailed) as raised:
+        WinRMDomainClient(settings, time.monotonic() + 60)
+    [(command, kwargs)] = calls
+    assert command == ["kinit", "-f", "admin@CONTOSO.COM"]
+    assert kwargs["input"] == b"admin-secret\n" and kwargs["timeout"] <= 30
+    assert kwargs["env"]["KRB5CCNAME"].startswith("FILE:")
+    assert not os.path.exists(kwargs["env"]["KRB5CCNAME"].removeprefix("FILE:")), "the private cache is removed"
+    assert "admin-secret" not in str(raised.value) and "admin@CONTOSO.COM" in str(raised.value)
+    assert "KRB5CCNAME" not in os.environ or "gmsa-krb5cc" not in os.environ["KRB5CCNAME"]
