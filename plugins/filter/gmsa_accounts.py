@@ -72,9 +72,17 @@ def gmsa_credspec_options(accounts: Sequence[Mapping[str, Any]], host_account_co
     """The cluster half of each account: entries of ``gmsa_credspec``'s ``credspecs`` option.
 
     ``host_account_config`` (the CCG plugin of the cluster's nodes) applies to every account without its own.
+    An account without service accounts is refused: no pod could use its credspec, and unlike
+    ``Add-AksHciGMSACredentialSpec`` (whose ``-serviceAccount`` defaults to ``default``) nothing is bound silently.
     """
     options = []
-    for account in _entries(accounts, "gmsa_credspec_options"):
+    for index, account in enumerate(_entries(accounts, "gmsa_credspec_options")):
+        if not account.get("service_accounts"):
+            raise AnsibleFilterError(
+                f"gmsa_credspec_options: gmsa_accounts[{index}] ({account['name']}) has no service_accounts, so no pod could use "
+                "its credspec; name the service accounts allowed to use it, e.g. [{name: default, namespace: default}] for "
+                "what Add-AksHciGMSACredentialSpec binds without -serviceAccount"
+            )
         entry = {"account_name": account["name"]}
         entry.update({option: account[key] for key, option in CLUSTER_KEYS.items() if account.get(key) is not None})
         if "host_account_config" not in entry and host_account_config:

@@ -19,6 +19,8 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation imp
 
 WINDOWS_NODE_SELECTOR = {"kubernetes.io/os": "windows"}
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+IDENTITY_SECRET_VOLUME = "gmsa-identity"
+IDENTITY_SECRET_MOUNT_KEYS = ("secret_name", "mount_path")
 
 # Where each workload kind keeps its pod spec.
 _POD_SPEC_PATHS = {
@@ -86,6 +88,26 @@ def _set_dns(pod_spec: dict[str, Any], dns_servers: Sequence[str] | None, domain
         _append_missing(dns_config.setdefault("searches", []), validate_dns_name(domain, "domain").lower())
 
 
+def _mount_identity_secret(pod_spec: dict[str, Any], mount: Mapping[str, Any], containers: Sequence[str] | None) -> None:
+    """Mount the identity Secret read-only into the gMSA containers (all of them without ``containers``)."""
+    if not isinstance(mount, Mapping):
+        raise ValidationError("identity_secret_mount", f"must be a dict with secret_name and mount_path, got {type(mount).__name__}")
+    unknown = sorted(set(mount) - set(IDENTITY_SECRET_MOUNT_KEYS))
+    if unknown:
+        raise ValidationError("identity_secret_mount", f"unknown keys {', '.join(map(str, unknown))}; known keys: {', '.join(IDENTITY_SECRET_MOUNT_KEYS)}")
+    secret_name = validate_k8s_subdomain(mount.get("secret_name"), "identity_secret_mount.secret_name")
+    mount_path = mount.get("mount_path")
+    if not isinstance(mount_path, str) or not mount_path:
+        raise ValidationError("identity_secret_mount.mount_path", "is required: the directory in the container that gets the Secret's files")
+    volumes = pod_spec.setdefault("volumes", [])
+    if any(volume.get("name") == IDENTITY_SECRET_VOLUME for volume in volumes):
+        raise ValidationError("identity_secret_mount", f"the pod template already has a volume named {IDENTITY_SECRET_VOLUME}")
+    volumes.append({"name": IDENTITY_SECRET_VOLUME, "secret": {"secretName": secret_name}})
+    for container in pod_spec.get("containers", []):
+        if not containers or container.get("name") in containers:
+            container.setdefault("volumeMounts", []).append({"name": IDENTITY_SECRET_VOLUME, "mountPath": mount_path, "readOnly": True})
+
+
 def _append_missing(items: list[Any], item: Any) -> None:
     if item not in items:
         items.append(item)
@@ -101,6 +123,7 @@ def with_gmsa(
     dns_policy: str | None = None,
     tolerations: Sequence[Mapping[str, Any]] | None = None,
     node_selector: Mapping[str, str] | None = None,
+    identity_secret_mount: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return a copy of ``manifest`` whose pods run as the gMSA of ``credspec`` on Windows nodes."""
     if not isinstance(manifest, Mapping):
@@ -115,6 +138,8 @@ def with_gmsa(
         for toleration in tolerations or ():
             _append_missing(pod_spec.setdefault("tolerations", []), dict(toleration))
         _set_dns(pod_spec, dns_servers, domain, dns_policy)
+        if identity_secret_mount:
+            _mount_identity_secret(pod_spec, identity_secret_mount, containers)
     except ValidationError as error:
         raise AnsibleFilterError(f"with_gmsa: {error}") from None
     return wired

@@ -22,8 +22,14 @@ ACCOUNTS = [
         "service_accounts": [{"name": "webapp01", "namespace": "web"}],
         "credspec_name": "web",
     },
-    {"name": "Billing_01", "path": "OU=gMSA,DC=contoso,DC=com", "host_account_config": {"plugin": "azure_key_vault", "plugin_input": "x"}},
+    {
+        "name": "Billing_01",
+        "path": "OU=gMSA,DC=contoso,DC=com",
+        "host_account_config": {"plugin": "azure_key_vault", "plugin_input": "x"},
+        "service_accounts": [{"name": "default", "namespace": "default"}],
+    },
 ]
+SERVICE_ACCOUNTS = [{"name": "webapp01", "namespace": "web"}]
 PLUGIN = {"plugin_guid": "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}", "plugin_input": "SecretName=${secret_name}"}
 
 
@@ -43,13 +49,26 @@ def test_credspec_options_rename_and_apply_the_default_plugin():
             "host_account_config": PLUGIN,
         },
         # An account's own plugin wins over the default.
-        {"account_name": "Billing_01", "host_account_config": {"plugin": "azure_key_vault", "plugin_input": "x"}},
+        {
+            "account_name": "Billing_01",
+            "service_accounts": [{"name": "default", "namespace": "default"}],
+            "host_account_config": {"plugin": "azure_key_vault", "plugin_input": "x"},
+        },
     ]
 
 
 def test_credspec_options_without_plugin_add_no_host_account_config():
-    assert gmsa_credspec_options([{"name": "WebApp01"}]) == [{"account_name": "WebApp01"}]
-    assert gmsa_credspec_options([{"name": "WebApp01"}], {}) == [{"account_name": "WebApp01"}]
+    account = {"name": "WebApp01", "service_accounts": SERVICE_ACCOUNTS}
+    expected = [{"account_name": "WebApp01", "service_accounts": SERVICE_ACCOUNTS}]
+    assert gmsa_credspec_options([account]) == expected
+    assert gmsa_credspec_options([account], {}) == expected
+
+
+@pytest.mark.parametrize("account", [{"name": "WebApp01"}, {"name": "WebApp01", "service_accounts": []}])
+def test_an_account_no_pod_could_use_is_refused(account):
+    with pytest.raises(AnsibleFilterError, match=r"gmsa_accounts\[0\] \(WebApp01\) has no service_accounts, so no pod could use its credspec"):
+        gmsa_credspec_options([account])
+    assert gmsa_account_options([account]) == [{"name": "WebApp01"}]  # the domain half needs none
 
 
 @pytest.mark.parametrize("account, message", [

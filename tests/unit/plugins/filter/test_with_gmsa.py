@@ -108,3 +108,28 @@ def test_bad_input_names_the_option(manifest, options, message):
 
 def test_registered_under_its_name():
     assert FilterModule().filters() == {"with_gmsa": with_gmsa}
+
+
+def test_the_identity_secret_is_mounted_only_when_asked_read_only_into_the_gmsa_containers():
+    assert "volumes" not in with_gmsa(_deployment(), credspec="webapp01")["spec"]["template"]["spec"]
+
+    mount = {"secret_name": "gmsa-identity", "mount_path": "C:\\gmsa-identity"}
+    pod_spec = with_gmsa(_deployment(), credspec="webapp01", containers=["iis"], identity_secret_mount=mount)["spec"]["template"]["spec"]
+
+    assert pod_spec["volumes"] == [{"name": "gmsa-identity", "secret": {"secretName": "gmsa-identity"}}]
+    iis, log = pod_spec["containers"]
+    assert iis["volumeMounts"] == [{"name": "gmsa-identity", "mountPath": "C:\\gmsa-identity", "readOnly": True}]
+    assert "volumeMounts" not in log
+
+
+@pytest.mark.parametrize(
+    "mount, message",
+    [
+        ({"secret_name": "gmsa-identity"}, "identity_secret_mount.mount_path: is required"),
+        ({"secret_name": "Bad_Name", "mount_path": "C:\\s"}, "identity_secret_mount.secret_name"),
+        ({"secret_name": "gmsa-identity", "mount_path": "C:\\s", "read_only": False}, "identity_secret_mount: unknown keys read_only"),
+    ],
+)
+def test_a_bad_identity_secret_mount_is_refused_naming_the_field(mount, message):
+    with pytest.raises(AnsibleFilterError, match=message.replace("\\", "\\\\")):
+        with_gmsa(_deployment(), credspec="webapp01", identity_secret_mount=mount)
