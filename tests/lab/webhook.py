@@ -48,10 +48,6 @@ class WebhookError(Exception):
     """The webhook could not be served; the message says why."""
 
 
-class WebhookUnavailable(WebhookError):
-    """The real webhook binary cannot be had on this machine (its Go module is not pinned)."""
-
-
 def _install_id(namespace, name):
     # Interface names are limited to 15 characters: a short stable digest names netns and veths.
     return hashlib.sha256(("%s/%s" % (namespace, name)).encode()).hexdigest()[:8]
@@ -200,8 +196,6 @@ def _webhook_binary():
     tool = next(tool for tool in build.TOOLS if tool.name == "webhook")
     try:
         return build.ensure_tool(tool)["gmsa-webhook"]
-    except build.ToolNotPinned as error:
-        raise WebhookUnavailable(str(error)) from error
     except build.BuildError as error:
         raise WebhookError(str(error)) from error
 
