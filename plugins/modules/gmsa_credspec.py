@@ -296,7 +296,10 @@ files:
   elements: str
   sample: [/srv/credspecs/webapp01.json]
 objects:
-  description: Every object handled, in order, with what happened to it.
+  description:
+    - Every object of the task, with what happened to it, V(created), V(updated), V(unchanged), V(deleted) or V(kept) (not
+      this collection's, left in place). When the task fails, also V(failed) and V(not attempted) (after the first
+      failed write, no further write starts).
   returned: always
   type: list
   elements: dict
@@ -534,8 +537,14 @@ def _owner(obj):
     return labels.get(NAME_LABEL), labels.get(INSTANCE_LABEL)
 
 
-def _owned_by(obj, plan):
-    return is_managed(obj) and _owner(obj) == (CREDSPEC_COMPONENT, plan["name"])
+def _by_owner(grants):
+    """The ClusterRoles and RoleBindings of this collection's credspecs, by the name of the credspec that owns them."""
+    owned = {}
+    for grant in grants:
+        component, instance = _owner(grant)
+        if is_managed(grant) and component == CREDSPEC_COMPONENT:
+            owned.setdefault(instance, []).append(grant)
+    return owned
 
 
 def is_rbac_default(obj):
@@ -583,21 +592,27 @@ def _secret_references(credspec):
     return set(filter(None, (credspec["metadata"].get("annotations") or {}).get(SECRETS_ANNOTATION, "").split(",")))
 
 
-def _prune(reconciler, plan, grants, previous_secrets, keep_namespaces, secrets_in_use):
-    """Delete what ``plan``'s credspec had and no longer needs, found by its owner label in every namespace.
+def _stale(plan, grants, previous_secrets, keep_namespaces, secrets_in_use):
+    """What ``plan``'s credspec had and no longer needs, found by its owner label in every namespace.
 
-    ``grants`` are the live ClusterRoles and RoleBindings: those of this credspec go when they have another name
-    than its ``role_name`` (renamed, or None: all) or, for RoleBindings, a namespace outside ``keep_namespaces``.
-    Identity Secrets it used go unless ``secrets_in_use`` names them.
+    ``grants`` are the live ClusterRoles and RoleBindings by owner (:func:`_by_owner`): those of this credspec go when
+    they have another name than its ``role_name`` (renamed, or None: all) or, for RoleBindings, a namespace outside
+    ``keep_namespaces``. Identity Secrets it used go unless ``secrets_in_use`` names them.
     """
-    for grant in grants:
+    for grant in grants.get(plan["name"], ()):
         metadata = grant["metadata"]
-        stale = metadata["name"] != plan["role_name"] or (grant["kind"] == "RoleBinding" and metadata["namespace"] not in keep_namespaces)
-        if stale and _owned_by(grant, plan):
-            reconciler.delete(grant)
+        if metadata["name"] != plan["role_name"] or (grant["kind"] == "RoleBinding" and metadata["namespace"] not in keep_namespaces):
+            yield grant
     for reference in sorted(previous_secrets - secrets_in_use):
         namespace, secret = reference.split("/", 1)
-        reconciler.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace, "labels": _labels("gmsa-identity")}})
+        yield {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace, "labels": _labels("gmsa-identity")}}
+
+
+def _removed(name, grants, credspecs, secrets_in_use):
+    """The credspec ``name`` and every grant labelled as its own; its identity Secrets unless still in use."""
+    yield from _stale({"name": name, "role_name": None}, grants, _secret_references(credspecs.get(name)), set(), secrets_in_use)
+    # Deleted only if it names itself as its owner; otherwise reported as kept.
+    yield {"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": {"name": name, "labels": _labels(CREDSPEC_COMPONENT, name)}}
 
 
 def ensure_present(module, cluster, reconciler, plans):
@@ -607,15 +622,24 @@ def ensure_present(module, cluster, reconciler, plans):
             raise Conflict("the GMSACredentialSpec CRD (gmsacredentialspecs.windows.k8s.io) is not installed; install it with wincontainers.gmsa.gmsa_webhook")
         module.warn("the GMSACredentialSpec CRD is not installed; check mode predicts the credspecs from their manifests")
     credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
-    grants = reconciler.prefetch("ClusterRole") + reconciler.prefetch("RoleBinding")
+    grants = _by_owner(reconciler.prefetch("ClusterRole") + reconciler.prefetch("RoleBinding"))
     # Secrets are not listed whole (a namespace may hold many, with their data): the collection's own in each
-    # namespace, then by name across namespaces what is still unknown (first runs, takeovers).
+    # namespace, then what is still unknown (first runs, takeovers) by name across namespaces, or by namespace
+    # (metadata only) when that takes fewer requests.
     secrets = [obj for obj in desired if obj["kind"] == "Secret"]
     for namespace in sorted({obj["metadata"]["namespace"] for obj in secrets}):
         reconciler.prefetch("Secret", namespace, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
-    for secret_name in sorted({obj["metadata"]["name"] for obj in secrets if not reconciler.known(obj)}):
-        named = [obj for obj in secrets if obj["metadata"]["name"] == secret_name]
-        reconciler.prefetch("Secret", expect=named, field_selector=f"metadata.name={secret_name}")
+    by_name, namespaces = {}, set()
+    for obj in secrets:
+        if not reconciler.known(obj):
+            by_name.setdefault(obj["metadata"]["name"], []).append(obj)
+            namespaces.add(obj["metadata"]["namespace"])
+    if len(namespaces) < len(by_name):
+        for namespace in sorted(namespaces):
+            reconciler.prefetch("Secret", namespace, metadata_only=True)
+    else:
+        for secret_name, named in sorted(by_name.items()):
+            reconciler.prefetch("Secret", expect=named, field_selector=f"metadata.name={secret_name}")
 
     protected = [object_ref(obj) for obj in desired if is_rbac_default(reconciler.live(obj))]
     if protected:
@@ -632,15 +656,18 @@ def ensure_present(module, cluster, reconciler, plans):
         if conflicts:
             raise Conflict("refusing to replace (set overwrite=true to do so), nothing was changed: " + "; ".join(conflicts))
 
-    for obj in desired:
-        reconciler.apply(obj)
+    # RoleBindings last: without the bind verb, the API server allows a binding only to a role that exists and grants
+    # nothing more than the writer holds (kubernetes pkg/registry/rbac/rolebinding/policybased/storage.go).
+    reconciler.apply_all([obj for obj in desired if obj["kind"] != "RoleBinding"], [obj for obj in desired if obj["kind"] == "RoleBinding"])
     # What an entry no longer names (a namespace dropped, a Secret renamed) goes, unless another credspec uses it.
     planned = {plan["name"] for plan in plans}
     in_use = {ref for name, item in credspecs.items() if name not in planned for ref in _secret_references(item)}
     in_use |= {f"{namespace}/{secret}" for plan in plans for namespace, secret in plan["secrets"]}
-    for plan in plans:
-        namespaces = {account["namespace"] for account in plan["service_accounts"]}
-        _prune(reconciler, plan, grants, _secret_references(credspecs.get(plan["name"])), namespaces, in_use)
+    reconciler.delete_all([
+        obj
+        for plan in plans
+        for obj in _stale(plan, grants, _secret_references(credspecs.get(plan["name"])), {account["namespace"] for account in plan["service_accounts"]}, in_use)
+    ])
 
     files_changed = [plan["json_path"] for plan in plans if plan["json_path"] and write_json(module, plan["json_path"], plan["credspec"])]
     return [
@@ -660,14 +687,11 @@ def ensure_absent(module, cluster, reconciler, plans):
     removed = {plan["name"] for plan in plans}
     in_use = {ref for name, item in credspecs.items() if name not in removed for ref in _secret_references(item)}
     selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={CREDSPEC_COMPONENT}"
-    grants = reconciler.prefetch("ClusterRole", label_selector=selector) + reconciler.prefetch("RoleBinding", label_selector=selector)
+    grants = _by_owner(reconciler.prefetch("ClusterRole", label_selector=selector) + reconciler.prefetch("RoleBinding", label_selector=selector))
     results = []
     files_changed = []
+    reconciler.delete_all([obj for plan in plans for obj in _removed(plan["name"], grants, credspecs, in_use)])
     for plan in plans:
-        _prune(reconciler, dict(plan, role_name=None), grants, _secret_references(credspecs.get(plan["name"])), set(), in_use)
-        # Deleted only if it names this credspec as its owner; otherwise reported as kept.
-        metadata = {"name": plan["name"], "labels": _labels(CREDSPEC_COMPONENT, plan["name"])}
-        reconciler.delete({"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": metadata})
         if plan["json_path"] and os.path.exists(plan["json_path"]):
             files_changed.append(plan["json_path"])
             if not module.check_mode:
@@ -699,7 +723,7 @@ def main():
     reconciler = None
     try:
         cluster = Cluster(module)
-        reconciler = Reconciler(cluster, module.check_mode)
+        reconciler = Reconciler(cluster, module.check_mode, keep_diff=module._diff)
         action = ensure_present if params["state"] == "present" else ensure_absent
         results, files_changed = action(module, cluster, reconciler, plans)
     except (ApiError, Conflict) as error:

@@ -12,16 +12,20 @@ The service layer between the modules and :class:`_k8s.Cluster`:
   test cannot see); otherwise it server-side applies, as a dry run (``dryRun=All``) in check mode;
 - ``changed`` compares the object before and after with server bookkeeping (managedFields,
   resourceVersion, status...) removed, so defaults the API server fills in are not changes;
-- the diff shows those normalized objects with every Secret value replaced by a marker.
+- the diff shows those normalized objects with every Secret value replaced by a marker;
+- ``apply_all`` and ``delete_all`` send the writes of many objects a few at a time (:data:`WRITE_CONCURRENCY`), and
+  when one fails they start no more and say which failed and which were not attempted.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import (
     MANAGED_BY,
@@ -35,16 +39,31 @@ DIGEST_ANNOTATION = "wincontainers.gmsa/applied-digest"
 HIDDEN = "<hidden>"
 HIDDEN_CHANGED = "<hidden, changed>"
 _BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
+# Writes in flight at once: enough to overlap the round trips with the server's work, and a small part of the
+# seats of the priority level the requests land in (kube-apiserver's default 600 seats give global-default, where
+# users' requests go, about 49 and workload-low, where service accounts' go, about 245: k8s.io/apiserver
+# pkg/apis/flowcontrol/bootstrap/default.go). Beyond its seats a level queues, and beyond its queues answers 429
+# with Retry-After, which the client honours.
+WRITE_CONCURRENCY = 8
 
 
 class Conflict(Exception):
     """The cluster holds objects this run must not change; raised before anything is changed."""
 
 
+class BatchFailed(ApiError):
+    """Writes of a batch failed; ``str()`` names each failed object, the outcomes name every object of the batch."""
+
+    @classmethod
+    def of(cls, failures: list[str], skipped: int) -> BatchFailed:
+        return cls("; ".join(failures) + (f"; {skipped} more objects were not attempted (listed in objects)" if skipped else ""))
+
+
 @dataclass
 class Outcome:
-    """What happened to one object: ``created``, ``updated``, ``unchanged``, ``deleted``, ``kept`` (not ours) or
-    ``adopted`` (someone else's, replaced by ours when explicitly asked)."""
+    """What happened to one object: ``created``, ``updated``, ``unchanged``, ``deleted``, ``kept`` (not ours),
+    ``adopted`` (someone else's, replaced by ours when explicitly asked), ``failed`` or ``not attempted`` (after a
+    failure in the same batch)."""
 
     ref: str
     action: str
@@ -112,12 +131,23 @@ def redact(obj: dict[str, Any] | None, other: dict[str, Any] | None = None) -> d
     return result
 
 
-class Reconciler:
-    """Applies and deletes objects for one module run and remembers what it did."""
+def _slim(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The object without managedFields, which nothing here reads and which are often its largest part."""
+    if obj is None or "managedFields" not in obj.get("metadata", {}):
+        return obj
+    return dict(obj, metadata={key: value for key, value in obj["metadata"].items() if key != "managedFields"})
 
-    def __init__(self, cluster: Cluster, check_mode: bool) -> None:
+
+class Reconciler:
+    """Applies and deletes objects for one module run and remembers what it did.
+
+    ``keep_diff`` False keeps no object in the outcomes (a run without --diff needs only their names and actions).
+    """
+
+    def __init__(self, cluster: Cluster, check_mode: bool, keep_diff: bool = True) -> None:
         self.cluster = cluster
         self.check_mode = check_mode
+        self.keep_diff = keep_diff
         self.outcomes: list[Outcome] = []
         self.unvalidated: list[str] = []
         self._known: dict[tuple[str, str | None, str], dict[str, Any] | None] = {}
@@ -127,16 +157,23 @@ class Reconciler:
     def _key(obj: dict[str, Any]) -> tuple[str, str | None, str]:
         return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
 
-    def prefetch(self, kind: str, namespace: str | None = None, expect: list[dict[str, Any]] | None = None, **selectors: str) -> list[dict[str, Any]]:
+    def prefetch(
+        self, kind: str, namespace: str | None = None, expect: list[dict[str, Any]] | None = None, metadata_only: bool = False, **selectors: str
+    ) -> list[dict[str, Any]]:
         """List a kind in one request; later lookups of the listed objects cost nothing.
 
         Without selectors (``label_selector``, ``field_selector``) the listing is complete for ``namespace`` (all
         namespaces when None), so any object not in it is known not to exist. With them, only the objects in
         ``expect`` (which the selectors would have matched) are known not to exist when missing.
+        ``metadata_only`` listings tell which objects exist and whose they are; they never replace a whole object
+        already known.
         """
-        items = self.cluster.list(kind, namespace, **selectors)
+        items = [_slim(item) for item in self.cluster.list(kind, namespace, metadata_only=metadata_only, **selectors)]
         for item in items:
-            self._known[self._key(item)] = item
+            if metadata_only:
+                self._known.setdefault(self._key(item), item)
+            else:
+                self._known[self._key(item)] = item
         if not selectors:
             self._listed.add((kind, namespace))
         for obj in expect or ():
@@ -154,26 +191,79 @@ class Reconciler:
         if key not in self._known:
             kind, namespace, name = key
             # Known without being in _known: a complete listing did not have it.
-            self._known[key] = None if self.known(obj) else self.cluster.get(kind, name, namespace)
+            self._known[key] = None if self.known(obj) else _slim(self.cluster.get(kind, name, namespace))
         return self._known[key]
 
     @property
     def changed(self) -> bool:
         return any(outcome.changed for outcome in self.outcomes)
 
+    def _record(self, outcome: Outcome) -> Outcome:
+        self.outcomes.append(outcome if self.keep_diff or not outcome.changed else Outcome(outcome.ref, outcome.action, None, None))
+        return outcome
+
     def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
         """Make the object match ``desired``; return the live object (predicted in check mode)."""
-        stamped = with_digest(desired)
+        return self._record(self._apply(desired, with_digest(desired))).after
+
+    def apply_all(self, *waves: list[dict[str, Any]]) -> None:
+        """:meth:`apply` each object, the writes :data:`WRITE_CONCURRENCY` at a time. Raises :class:`BatchFailed`.
+
+        Each wave starts when the one before has finished, so its objects may depend on theirs; the objects of one
+        wave must not depend on each other. After a failure, later waves are not attempted.
+        """
+        for position, objects in enumerate(waves):
+            writes = []
+            for desired in objects:
+                stamped = with_digest(desired)
+                # Unchanged objects are settled here, without a thread; an unknown one is read by its write's thread.
+                before = self.live(desired) if self.known(desired) else None
+                if before is not None and contains(before, stamped):
+                    self._record(Outcome(object_ref(desired), "unchanged", before, before))
+                else:
+                    writes.append((object_ref(desired), functools.partial(self._apply, desired, stamped)))
+            failures, skipped = self._run_all(writes)
+            if failures:
+                for obj in (obj for later in waves[position + 1:] for obj in later):
+                    self._record(Outcome(object_ref(obj), "not attempted", None, None))
+                    skipped += 1
+                raise BatchFailed.of(failures, skipped)
+
+    def _apply(self, desired: dict[str, Any], stamped: dict[str, Any]) -> Outcome:
         before = self.live(desired)
         if before is not None and contains(before, stamped):
-            self.outcomes.append(Outcome(object_ref(desired), "unchanged", before, before))
-            return before
+            return Outcome(object_ref(desired), "unchanged", before, before)
         after = self._server_apply(stamped, before)
         action = "created" if before is None else ("unchanged" if normalize(before) == normalize(after) else "updated")
-        self.outcomes.append(Outcome(object_ref(desired), action, before, after))
         if not self.check_mode:
-            self._known[self._key(desired)] = after
-        return after
+            self._known[self._key(desired)] = after = _slim(after)
+        return Outcome(object_ref(desired), action, before, after)
+
+    def _run_all(self, writes: list[tuple[str, Callable[[], Outcome]]]) -> tuple[list[str], int]:
+        """Run ``(object, write)`` pairs on a few threads; record each outcome in the order of ``writes``.
+
+        After the first failure no more writes start; those in flight finish. The outcomes then name every object:
+        what was done, ``failed`` and ``not attempted``. Returns the failures' messages and how many were not attempted.
+        """
+        if not writes:
+            return [], 0
+        workers = max(1, min(WRITE_CONCURRENCY, self.cluster.connection_pool_size, len(writes)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(write) for _ref, write in writes]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                future.cancel()
+        failures, skipped = [], 0
+        for (ref, _write), future in zip(writes, futures):
+            if future.cancelled():
+                skipped += 1
+                self._record(Outcome(ref, "not attempted", None, None))
+            elif future.exception() is not None:
+                failures.append(str(future.exception()))
+                self._record(Outcome(ref, "failed", None, None))
+            else:
+                self._record(future.result())
+        return failures, skipped
 
     def _server_apply(self, stamped: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
         try:
@@ -196,7 +286,7 @@ class Reconciler:
         stamped = with_digest(desired)
         stamped["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"]
         after = self.cluster.replace(stamped, dry_run=self.check_mode)
-        self.outcomes.append(Outcome(object_ref(desired), "adopted", before, after))
+        self._record(Outcome(object_ref(desired), "adopted", before, after))
         if not self.check_mode:
             self._known[self._key(desired)] = after
         return after
@@ -204,7 +294,7 @@ class Reconciler:
     def predict_adoption(self, obj: dict[str, Any]) -> None:
         """Check mode: record that ``obj``, someone else's, would be adopted (a hand-over cannot be dry-run)."""
         before = self.live(obj)
-        self.outcomes.append(Outcome(object_ref(obj), "adopted", before, before))
+        self._record(Outcome(object_ref(obj), "adopted", before, before))
 
     def forget(self, obj: dict[str, Any]) -> None:
         """Drop what is known of ``obj``, so the next lookup asks the API server (it changed meanwhile)."""
@@ -215,17 +305,33 @@ class Reconciler:
 
         Returns whether a delete was sent (dry run in check mode).
         """
+        if not self._deletable(obj, force):
+            return False
+        self._record(self._delete(obj))
+        return True
+
+    def delete_all(self, objects: list[dict[str, Any]]) -> None:
+        """:meth:`delete` each object, :data:`WRITE_CONCURRENCY` at a time. Raises :class:`BatchFailed`."""
+        failures, skipped = self._run_all([(object_ref(obj), functools.partial(self._delete, obj)) for obj in objects if self._deletable(obj)])
+        if failures:
+            raise BatchFailed.of(failures, skipped)
+
+    def _deletable(self, obj: dict[str, Any], force: bool = False) -> bool:
+        """Whether ``obj`` exists and may be deleted; an object that exists and may not is recorded as ``kept``."""
         before = self.live(obj)
         if before is None:
             return False
         if not (force or (is_managed(before) and contains(before["metadata"].get("labels") or {}, obj["metadata"].get("labels") or {}))):
-            self.outcomes.append(Outcome(object_ref(obj), "kept", before, before))
+            self._record(Outcome(object_ref(obj), "kept", before, before))
             return False
+        return True
+
+    def _delete(self, obj: dict[str, Any]) -> Outcome:
+        before = self.live(obj)
         self.cluster.delete(obj, dry_run=self.check_mode)
-        self.outcomes.append(Outcome(object_ref(obj), "deleted", before, None))
         if not self.check_mode:
             self._known[self._key(obj)] = None
-        return True
+        return Outcome(object_ref(obj), "deleted", before, None)
 
     def diff(self) -> list[dict[str, Any]]:
         """One --diff entry per changed object, secrets hidden."""

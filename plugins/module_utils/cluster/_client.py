@@ -8,7 +8,10 @@ this layer only adds what the modules need on top of its client:
 
 - a static table of the few kinds the collection writes, so no run pays for API discovery and check mode can
   name a kind whose CRD is not installed yet;
-- requests by path (get, list, server-side apply, delete, create) that return plain dicts;
+- requests by path (get, list, server-side apply, delete, create) that return plain dicts, safe to send from
+  several threads at once;
+- lists read in pages, and requests the server turns away for load (429, or a 5xx with Retry-After: API
+  priority and fairness) sent again after the time it asks for, as client-go does;
 - one error type whose message says what failed in words a cluster admin acts on (unreachable API server,
   forbidden by RBAC, missing CRD), never the raw response with its headers.
 """
@@ -16,6 +19,7 @@ this layer only adds what the modules need on top of its client:
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +44,17 @@ FIELD_MANAGER = "wincontainers.gmsa"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "wincontainers.gmsa"
 REQUEST_TIMEOUT = 30
+# client-go sends a request again when the answer is 429 or a 5xx with a Retry-After header (throttling by API
+# priority and fairness, k8s.io/apiserver pkg/server/filters/priority-and-fairness.go tooManyRequests), after the
+# seconds that header gives, at most 10 times (k8s.io/client-go rest/with_retry.go checkWait, rest/request.go
+# maxRetries). A refused request was not carried out, so sending a write again is safe.
+MAX_RETRIES = 10
+# Items per page of a list (limit and continue; kubectl's --chunk-size default): neither the server nor this
+# process holds one answer with every object of a large kind.
+PAGE_SIZE = 500
+# A list of PartialObjectMetadata: each item's metadata only, as kubectl get --output name asks for it
+# (k8s.io/apimachinery pkg/apis/meta/v1 PartialObjectMetadataList; k8s.io/apiserver pkg/endpoints/handlers/response.go).
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,18 @@ def _server_message(error: DynamicApiError) -> tuple[str, str, list[str]]:
     return body.get("message", error.reason or ""), body.get("reason", ""), causes
 
 
+def _retry_after(error: DynamicApiError) -> int | None:
+    """Seconds the server asks to wait before sending the request again, or None when it is not to be sent again."""
+    if error.status != 429 and error.status < 500:
+        return None
+    try:
+        # Whole seconds, as kube-apiserver writes it and client-go reads it (rest/with_retry.go retryAfterSeconds).
+        seconds = int((error.headers or {}).get("Retry-After", ""))
+    except ValueError:
+        return None
+    return min(max(seconds, 0), REQUEST_TIMEOUT)
+
+
 class Cluster:
     """Requests against one API server, with kubernetes.core's client and connection options."""
 
@@ -132,20 +159,34 @@ class Cluster:
             raise ApiError(f"cannot reach the Kubernetes API server at {host}: {error}") from None
         self._client = k8s_client.client
         self.host = k8s_client.configuration.host
+        # urllib3 keeps this many connections to the server; more threads would each open a new TLS connection.
+        self.connection_pool_size = k8s_client.configuration.connection_pool_maxsize or 1
 
     def _request(self, method: str, path: str, action: str, **params: Any) -> dict[str, Any]:
-        try:
-            response = self._client.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
-            return json.loads(response.data)
-        except DynamicApiError as error:
-            message, reason, causes = _server_message(error)
-            if error.status == 403 and NAMESPACE_TERMINATING_CAUSE in causes:
-                message = f"refused because the namespace is being deleted (wait until it is gone, then retry): {message}"
-            elif error.status == 403:
-                message = f"forbidden by RBAC: {message}"
-            raise ApiError(f"{action}: {message}", error.status, reason) from None
-        except (Urllib3Error, OSError) as error:
-            raise ApiError(f"{action}: cannot reach the Kubernetes API server at {self.host}: {error}") from None
+        retries = 0
+        while True:
+            try:
+                response = self._client.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
+                return json.loads(response.data)
+            except DynamicApiError as error:
+                wait = _retry_after(error)
+                if wait is None or retries == MAX_RETRIES:
+                    raise self._api_error(error, action, retries) from None
+                retries += 1
+                time.sleep(wait)
+            except (Urllib3Error, OSError) as error:
+                raise ApiError(f"{action}: cannot reach the Kubernetes API server at {self.host}: {error}") from None
+
+    @staticmethod
+    def _api_error(error: DynamicApiError, action: str, retries: int) -> ApiError:
+        message, reason, causes = _server_message(error)
+        if error.status == 403 and NAMESPACE_TERMINATING_CAUSE in causes:
+            message = f"refused because the namespace is being deleted (wait until it is gone, then retry): {message}"
+        elif error.status == 403:
+            message = f"forbidden by RBAC: {message}"
+        if retries:
+            message = f"{message} (still so after {retries} retries at the times the server asked for)"
+        return ApiError(f"{action}: {message}", error.status, reason)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist (a kind the API does not serve counts as not existing)."""
@@ -157,19 +198,32 @@ class Cluster:
             raise
 
     def list(
-        self, kind: str, namespace: str | None = None, label_selector: str | None = None, field_selector: str | None = None
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None, field_selector: str | None = None,
+        metadata_only: bool = False,
     ) -> list[dict[str, Any]]:
-        """The objects of a kind (in all namespaces when ``namespace`` is None); empty when the kind is not served."""
-        try:
-            answer = self._request(
-                "get", KINDS[kind].path(namespace), f"listing {KINDS[kind].plural}", label_selector=label_selector, field_selector=field_selector
-            )
-        except ApiError as error:
-            if error.status == 404:
-                return []
-            raise
-        # List items carry neither apiVersion nor kind; the rest of the collection expects both.
-        return [dict(item, apiVersion=KINDS[kind].api_version, kind=kind) for item in answer.get("items", [])]
+        """The objects of a kind (in all namespaces when ``namespace`` is None); empty when the kind is not served.
+
+        ``metadata_only`` reads only each object's metadata (a Secret's data stays on the server).
+        """
+        entry = KINDS[kind]
+        headers = {"Accept": METADATA_ONLY} if metadata_only else {}
+        items: list[dict[str, Any]] = []
+        page: str | None = None
+        while True:
+            try:
+                answer = self._request(
+                    "get", entry.path(namespace), f"listing {entry.plural}",
+                    label_selector=label_selector, field_selector=field_selector, limit=PAGE_SIZE, _continue=page, header_params=dict(headers),
+                )
+            except ApiError as error:
+                if error.status == 404:
+                    return []
+                raise
+            # List items carry neither apiVersion nor kind; the rest of the collection expects both.
+            items.extend(dict(item, apiVersion=entry.api_version, kind=kind) for item in answer.get("items", []))
+            page = (answer.get("metadata") or {}).get("continue")
+            if not page:
+                return items
 
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply with the collection's field manager; conflicts with other managers are taken over."""

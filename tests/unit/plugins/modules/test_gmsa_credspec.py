@@ -4,6 +4,7 @@ import base64
 import json
 
 import pytest
+from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_credspec
 
 DOMAIN = {
@@ -178,3 +179,73 @@ def test_the_api_servers_default_rbac_is_recognized():
     assert gmsa_credspec.is_rbac_default(cluster_admin)
     assert not gmsa_credspec.is_rbac_default(_role("gmsa-use-webapp01"))
     assert not gmsa_credspec.is_rbac_default(None)
+
+
+class RecordingCluster:
+    """An API server in a dict that records each request; ``refuse`` names objects whose write is forbidden."""
+
+    connection_pool_size = 10
+
+    def __init__(self, refuse=()):
+        self.objects = {("CustomResourceDefinition", None, "gmsacredentialspecs.windows.k8s.io"): {"kind": "CustomResourceDefinition"}}
+        self.requests = []
+        self.refuse = set(refuse)
+
+    @staticmethod
+    def _key(obj):
+        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
+
+    def get(self, kind, name, namespace=None):
+        self.requests.append(("get", kind, name))
+        return self.objects.get((kind, namespace, name))
+
+    def list(self, kind, namespace=None, label_selector=None, field_selector=None, metadata_only=False):
+        self.requests.append(("list", kind, namespace))
+        return [obj for (k, ns, _n), obj in self.objects.items() if k == kind and namespace in (None, ns)]
+
+    def apply(self, obj, dry_run=False):
+        self.requests.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        if obj["metadata"]["name"] in self.refuse:
+            raise gmsa_credspec.ApiError(f"applying {obj['kind']} {obj['metadata']['name']}: forbidden by RBAC: no", 403)
+        self.objects[self._key(obj)] = obj
+        return obj
+
+    def delete(self, obj, dry_run=False):
+        self.requests.append(("delete", obj["kind"], obj["metadata"]["name"]))
+        return self.objects.pop(self._key(obj), None) is not None
+
+
+def _run_against(monkeypatch, capsys, cluster, count):
+    monkeypatch.setattr(gmsa_credspec, "Cluster", lambda _module: cluster)
+    credspecs = [
+        {"account_name": f"App{index:03d}", "service_accounts": [{"name": "app", "namespace": f"ns{index % 3}"}], "identity_secret": {"name": f"id{index:03d}"}}
+        for index in range(count)
+    ]
+    with patch_module_args({"domain": DOMAIN, "identity": IDENTITY, "credspecs": credspecs}), pytest.raises(SystemExit):
+        gmsa_credspec.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_many_credspecs_are_read_with_a_few_lists_and_role_bindings_follow_their_roles(monkeypatch, capsys):
+    cluster = RecordingCluster()
+    result = _run_against(monkeypatch, capsys, cluster, 30)
+    assert result["changed"] and len(result["objects"]) == 120
+    reads = [request for request in cluster.requests if request[0] in ("get", "list")]
+    # The CRD, three kinds, and the Secrets of three namespaces twice (ours, then names by namespace): no read per object.
+    assert len(reads) == 1 + 3 + 3 * 2
+    writes = [request[1] for request in cluster.requests if request[0] == "apply"]
+    assert len(writes) == 120 and "RoleBinding" not in writes[:90] and set(writes[90:]) == {"RoleBinding"}
+
+    cluster.requests.clear()
+    rerun = _run_against(monkeypatch, capsys, cluster, 30)
+    assert not rerun["changed"] and {request[0] for request in cluster.requests} == {"get", "list"} and len(cluster.requests) == 1 + 3 + 3
+
+
+def test_a_failed_write_names_every_object_handled_and_not_handled(monkeypatch, capsys):
+    cluster = RecordingCluster(refuse={"gmsa-use-app004"})
+    result = _run_against(monkeypatch, capsys, cluster, 30)
+    assert result["failed"] and "applying ClusterRole gmsa-use-app004: forbidden by RBAC" in result["msg"]
+    actions = {entry["object"]: entry["action"] for entry in result["objects"]}
+    assert len(actions) == 120 and actions["ClusterRole gmsa-use-app004"] == "failed"
+    assert {actions[f"RoleBinding ns{index % 3}/gmsa-use-app{index:03d}"] for index in range(30)} == {"not attempted"}
+    assert "more objects were not attempted" in result["msg"]

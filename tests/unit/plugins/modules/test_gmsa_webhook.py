@@ -179,7 +179,7 @@ class HandoverCluster:
             obj["metadata"] = dict(obj["metadata"], generation=1)
         return obj
 
-    def list(self, kind, namespace=None, label_selector=None, field_selector=None):
+    def list(self, kind, namespace=None, label_selector=None, field_selector=None, metadata_only=False):
         if kind == "EndpointSlice":
             selector = self.objects[("Service", namespace, label_selector.split("=")[1])]["spec"]["selector"]
             pods = [deployment["metadata"]["name"] + "-pod" for (k, _ns, _n), deployment in self.objects.items()

@@ -1,6 +1,8 @@
 """Unit tests for the reconcile layer: when to write, what counts as a change, what a diff may show."""
 
 import copy
+import threading
+import time
 
 import pytest
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError
@@ -8,6 +10,8 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply 
     DIGEST_ANNOTATION,
     HIDDEN,
     HIDDEN_CHANGED,
+    WRITE_CONCURRENCY,
+    BatchFailed,
     Reconciler,
     contains,
     normalize,
@@ -21,6 +25,8 @@ MANAGED = {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}
 class FakeCluster:
     """Stands in for _k8s.Cluster: keeps objects in a dict and records the writes."""
 
+    connection_pool_size = 10
+
     def __init__(self, objects=()):
         self.objects = {self._key(obj): copy.deepcopy(obj) for obj in objects}
         self.calls = []
@@ -33,7 +39,7 @@ class FakeCluster:
         self.calls.append(("get", kind, name))
         return copy.deepcopy(self.objects.get((kind, namespace, name)))
 
-    def list(self, kind, namespace=None, label_selector=None, field_selector=None):
+    def list(self, kind, namespace=None, label_selector=None, field_selector=None, metadata_only=False):
         self.calls.append(("list", kind))
         return [copy.deepcopy(obj) for key, obj in self.objects.items() if key[0] == kind and namespace in (None, key[1])]
 
@@ -186,3 +192,122 @@ def test_a_selected_listing_knows_only_what_it_returned_or_was_told_to_expect():
     assert reconciler.live(absent) is None and reconciler.live(present)["spec"] == {"value": "a"}
     assert reconciler.live(unknown) is None
     assert cluster.calls == [("get", "Service", "unknown")]
+
+
+def _services(count, **labels):
+    return [dict(_service(labels=labels or None), metadata=dict(_service(labels=labels or None)["metadata"], name=f"svc{index:03d}")) for index in range(count)]
+
+
+class SlowCluster(FakeCluster):
+    """Each write takes a while; records how many were in flight at once, and fails the objects named in ``failing``."""
+
+    def __init__(self, objects=(), failing=()):
+        super().__init__(objects)
+        self.failing = set(failing)
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+
+    def _slowly(self, write, obj, dry_run):
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.01)
+            if obj["metadata"]["name"] in self.failing:
+                raise ApiError(f"applying Service ns/{obj['metadata']['name']}: forbidden by RBAC: no", 403, "Forbidden")
+            return write(obj, dry_run)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def apply(self, obj, dry_run=False):
+        return self._slowly(super().apply, obj, dry_run)
+
+    def delete(self, obj, dry_run=False):
+        return self._slowly(super().delete, obj, dry_run)
+
+
+def test_a_batch_is_written_a_few_objects_at_a_time_and_reported_in_order():
+    cluster = SlowCluster()
+    reconciler = Reconciler(cluster, check_mode=False)
+    reconciler.prefetch("Service")
+    reconciler.apply_all(_services(40))
+    assert 1 < cluster.most_in_flight <= WRITE_CONCURRENCY
+    assert [entry["object"] for entry in reconciler.summary()] == [f"Service ns/svc{index:03d}" for index in range(40)]
+    assert {entry["action"] for entry in reconciler.summary()} == {"created"}
+    assert len(cluster.objects) == 40
+
+
+def test_a_rerun_of_a_batch_settles_unchanged_objects_without_a_request():
+    cluster = SlowCluster()
+    Reconciler(cluster, check_mode=False).apply_all(_services(20))
+    cluster.calls.clear()
+    reconciler = Reconciler(cluster, check_mode=False)
+    reconciler.prefetch("Service")
+    reconciler.apply_all(_services(20))
+    assert cluster.calls == [("list", "Service")] and not reconciler.changed
+
+
+def test_no_more_threads_than_the_client_keeps_connections():
+    cluster = SlowCluster()
+    cluster.connection_pool_size = 2
+    Reconciler(cluster, check_mode=False).apply_all(_services(12))
+    assert cluster.most_in_flight <= 2
+
+
+def test_a_failed_write_stops_the_batch_and_every_object_is_named():
+    cluster = SlowCluster(failing={"svc005"})
+    reconciler = Reconciler(cluster, check_mode=False)
+    reconciler.prefetch("Service")
+    with pytest.raises(BatchFailed) as failed:
+        reconciler.apply_all(_services(200))
+    message = str(failed.value)
+    assert "applying Service ns/svc005: forbidden by RBAC" in message
+    actions = {entry["object"]: entry["action"] for entry in reconciler.summary()}
+    assert len(actions) == 200 and actions["Service ns/svc005"] == "failed"
+    skipped = [name for name, action in actions.items() if action == "not attempted"]
+    # Writes started before the failure finish; none starts after it.
+    assert len(skipped) >= 200 - 5 - 2 * WRITE_CONCURRENCY and f"{len(skipped)} more objects were not attempted" in message
+    assert {action for name, action in actions.items() if action not in ("failed", "not attempted")} == {"created"}
+    assert len(cluster.objects) == sum(action == "created" for action in actions.values())
+    assert reconciler.changed
+
+
+def test_a_batch_of_deletes_keeps_what_is_not_ours():
+    ours, theirs = _services(10, **MANAGED), _services(1, team="x")
+    theirs[0]["metadata"]["name"] = "theirs"
+    cluster = SlowCluster(ours + theirs)
+    reconciler = Reconciler(cluster, check_mode=False)
+    reconciler.prefetch("Service")
+    reconciler.delete_all(ours + theirs + [dict(_service(), metadata=dict(_service()["metadata"], name="gone"))])
+    actions = [entry["action"] for entry in reconciler.summary()]
+    assert actions == ["kept"] + ["deleted"] * 10
+    assert list(cluster.objects) == [("Service", "ns", "theirs")]
+
+
+def test_without_diff_the_outcomes_keep_no_object():
+    reconciler = Reconciler(FakeCluster(), check_mode=False, keep_diff=False)
+    reconciler.apply_all(_services(3))
+    assert all(outcome.before is None and outcome.after is None for outcome in reconciler.outcomes)
+    assert reconciler.changed
+
+
+def test_listed_objects_are_kept_without_their_managed_fields():
+    cluster = FakeCluster([dict(_service(), metadata=dict(_service()["metadata"], managedFields=[{"manager": "x"}]))])
+    reconciler = Reconciler(cluster, check_mode=False)
+    reconciler.prefetch("Service")
+    assert "managedFields" not in reconciler.live(_service())["metadata"]
+
+
+def test_a_metadata_listing_never_replaces_a_whole_object():
+    secret = dict(_secret("b2xk"), metadata={"name": "identity", "namespace": "ns", "labels": MANAGED})
+
+    class MetadataLists(FakeCluster):
+        def list(self, kind, namespace=None, label_selector=None, field_selector=None, metadata_only=False):
+            items = super().list(kind, namespace, label_selector, field_selector)
+            return [{"kind": kind, "metadata": item["metadata"]} for item in items] if metadata_only else items
+
+    reconciler = Reconciler(MetadataLists([secret]), check_mode=False)
+    reconciler.prefetch("Secret", "ns", label_selector="app.kubernetes.io/managed-by=wincontainers.gmsa")
+    reconciler.prefetch("Secret", "ns", metadata_only=True)
+    assert reconciler.live(secret)["data"] == secret["data"]

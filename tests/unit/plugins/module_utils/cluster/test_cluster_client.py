@@ -4,6 +4,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _client
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster
 from kubernetes.dynamic.exceptions import DynamicApiError
 
@@ -45,3 +46,75 @@ def test_a_terminating_namespace_is_not_reported_as_rbac():
 def test_other_forbidden_answers_are_rbac():
     with pytest.raises(ApiError, match="forbidden by RBAC: serviceaccounts"):
         _refusing_cluster(RBAC).apply({"kind": "ServiceAccount", "metadata": {"name": "gmsa-webhook", "namespace": "gmsa-webhook"}})
+
+
+class _Answer:
+    def __init__(self, document):
+        self.data = json.dumps(document)
+
+
+def _cluster_answering(*answers):
+    """A Cluster whose requests get ``answers`` in turn: a dict is a JSON answer, an int an error status (with
+    ``Retry-After: 1`` when positive, without it when negative)."""
+    requests = []
+
+    def request(method, path, **params):
+        requests.append((method, path, params))
+        answer = answers[len(requests) - 1]
+        if isinstance(answer, int):
+            headers = {"Retry-After": "1"} if answer > 0 else {}
+            raise DynamicApiError(SimpleNamespace(status=abs(answer), reason="Too Many Requests", body="{}", headers=headers))
+        return _Answer(answer)
+
+    cluster = object.__new__(Cluster)
+    cluster._client = SimpleNamespace(request=request)
+    cluster.host = "https://127.0.0.1:6443"
+    return cluster, requests
+
+
+SERVICE_ACCOUNT = {"kind": "ServiceAccount", "metadata": {"name": "app", "namespace": "apps"}}
+
+
+def test_a_request_turned_away_for_load_is_sent_again_after_the_time_the_server_asks_for(monkeypatch):
+    waits = []
+    monkeypatch.setattr(_client.time, "sleep", waits.append)
+    cluster, requests = _cluster_answering(429, 503, {"kind": "ServiceAccount"})
+    assert cluster.apply(SERVICE_ACCOUNT) == {"kind": "ServiceAccount"}
+    assert len(requests) == 3 and waits == [1, 1]
+
+
+def test_retries_stop_where_client_go_stops_and_the_error_says_so(monkeypatch):
+    waits = []
+    monkeypatch.setattr(_client.time, "sleep", waits.append)
+    cluster, requests = _cluster_answering(*[429] * (_client.MAX_RETRIES + 1))
+    with pytest.raises(ApiError, match=f"still so after {_client.MAX_RETRIES} retries") as refused:
+        cluster.apply(SERVICE_ACCOUNT)
+    assert refused.value.status == 429 and len(requests) == _client.MAX_RETRIES + 1 and len(waits) == _client.MAX_RETRIES
+
+
+@pytest.mark.parametrize("status", [-429, -500, 409])
+def test_without_retry_after_or_for_other_errors_nothing_is_sent_again(monkeypatch, status):
+    monkeypatch.setattr(_client.time, "sleep", lambda _seconds: pytest.fail("waited"))
+    cluster, requests = _cluster_answering(status)
+    with pytest.raises(ApiError):
+        cluster.apply(SERVICE_ACCOUNT)
+    assert len(requests) == 1
+
+
+def test_a_list_is_read_page_by_page():
+    cluster, requests = _cluster_answering(
+        {"items": [{"metadata": {"name": "a"}}], "metadata": {"continue": "next"}},
+        {"items": [{"metadata": {"name": "b"}}], "metadata": {}},
+    )
+    items = cluster.list("Secret", "apps", label_selector="x=y")
+    assert [item["metadata"]["name"] for item in items] == ["a", "b"]
+    assert all(item["kind"] == "Secret" and item["apiVersion"] == "v1" for item in items)
+    assert [params["_continue"] for _method, _path, params in requests] == [None, "next"]
+    assert {params["limit"] for _method, _path, params in requests} == {_client.PAGE_SIZE}
+    assert all(params["label_selector"] == "x=y" and "Accept" not in params["header_params"] for _method, _path, params in requests)
+
+
+def test_a_metadata_listing_asks_for_partial_object_metadata():
+    cluster, requests = _cluster_answering({"items": [], "metadata": {}})
+    cluster.list("Secret", "apps", metadata_only=True)
+    assert requests[0][2]["header_params"] == {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
