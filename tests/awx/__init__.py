@@ -34,14 +34,14 @@ def _write_if_changed(path, text):
 def podman_env(base=None):
     """The environment podman, ansible-builder and ansible-runner need here, written on first use.
 
-    crun refuses this machine kind's hybrid cgroups, so runc; podman's default ulimits exceed the hard limits, so
-    the container gets the limits this process has (runc fails with EPERM otherwise). Images and containers stay
+    crun refuses this machine kind's hybrid cgroups, so runc; podman's default ulimits exceed the hard limits (runc
+    fails with EPERM), so the container gets this process's open-files limit and a process limit of its own. Images and containers stay
     under the lab's directory; the run root is on tmpfs, as podman expects.
     """
     root = os.path.join(awx_dir(), "containers")
-    ulimits = ", ".join(
-        '"%s=%d:%d"' % (name, *resource.getrlimit(limit)) for name, limit in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC))
-    )
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # runc cannot set this machine's own nproc limit in a container (EPERM, measured); 4096 is plenty for a job.
+    ulimits = '"nofile=%d:%d", "nproc=4096:4096"' % nofile
     containers_conf = os.path.join(root, "containers.conf")
     storage_conf = os.path.join(root, "storage.conf")
     _write_if_changed(

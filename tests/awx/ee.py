@@ -5,9 +5,8 @@ made by debootstrap through the Debian mirror and imported into podman; ansible-
 collection's own definition (extensions/ee/execution-environment.yml) on it, with four lab-only overrides:
 
 - the base image (the definition names CentOS Stream, from a registry);
-- Debian's interpreter and package manager (Debian's apt behind the dnf-style shim ansible-builder calls);
-- kubernetes.core from the copy the virtual environment's ``ansible`` package ships, as a collection artifact
-  (Galaxy is unreachable);
+- Debian's interpreter, pip and package manager (apt behind the dnf-style shim ansible-builder calls);
+- kubernetes.core from the copy the virtual environment's ``ansible`` package ships (Galaxy is unreachable);
 - this checkout's collection, built and installed under the lab directory rather than build/.
 
 Debian trixie, not bookworm: the definition pins ansible-core 2.21, which needs Python >= 3.12 (trixie has 3.13,
@@ -18,12 +17,12 @@ reuses it and any change builds anew.
 """
 
 import hashlib
-import json
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 
 import yaml
@@ -33,7 +32,8 @@ from tests.lab import REPO_ROOT
 
 DEBIAN_SUITE = "trixie"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-BASE_IMAGE = "localhost/wincontainers-gmsa-base:" + DEBIAN_SUITE
+BASE_REPOSITORY = "localhost/wincontainers-gmsa-base"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 EE_REPOSITORY = "localhost/wincontainers-gmsa-ee"
 DEFINITION = os.path.join(REPO_ROOT, "extensions", "ee", "execution-environment.yml")
 BIN = os.path.dirname(sys.executable)
@@ -80,12 +80,37 @@ def image_exists(name, env):
     return _podman("image", "exists", name, env=env).returncode == 0
 
 
+def _pem_certificates(path):
+    with open(path, encoding="ascii", errors="replace") as bundle:
+        return re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", bundle.read(), re.DOTALL)
+
+
+def base_image_name():
+    """The base image's name: the suite, and a digest of what this machine adds to it (shim, trusted CAs)."""
+    digest = hashlib.sha256(APT_SHIM.encode())
+    digest.update("".join(_pem_certificates(HOST_CA_BUNDLE)).encode())
+    return "%s:%s-%s" % (BASE_REPOSITORY, DEBIAN_SUITE, digest.hexdigest()[:12])
+
+
+def _add_host_trust(rootfs):
+    """Trust in the image what this machine trusts: its egress may re-sign TLS (PyPI) with a CA of its own."""
+    debian = set(_pem_certificates(os.path.join(rootfs, "etc", "ssl", "certs", "ca-certificates.crt")))
+    local = os.path.join(rootfs, "usr", "local", "share", "ca-certificates")
+    shutil.rmtree(local, ignore_errors=True)
+    os.makedirs(local)
+    for number, certificate in enumerate(c for c in _pem_certificates(HOST_CA_BUNDLE) if c not in debian):
+        with open(os.path.join(local, "host-%03d.crt" % number), "w", encoding="ascii") as target:
+            target.write(certificate + "\n")
+    _run(["chroot", rootfs, "update-ca-certificates"], "update-ca-certificates")
+
+
 def ensure_base_image(env, log=print):
-    """The Debian base image, debootstrapped and imported once."""
-    if image_exists(BASE_IMAGE, env):
-        return BASE_IMAGE
+    """The Debian base image, debootstrapped and imported once per base_image_name()."""
+    name = base_image_name()
+    if image_exists(name, env):
+        return name
     if not shutil.which("debootstrap"):
-        raise ImageError("debootstrap is not installed (apt-get install debootstrap podman runc)")
+        raise ImageError("debootstrap is not installed (hack/awx-deps.sh installs it)")
     rootfs = os.path.join(awx_dir(), "ee", "rootfs-" + DEBIAN_SUITE)
     partial = rootfs + ".partial"
     if not os.path.isdir(rootfs):
@@ -98,39 +123,49 @@ def ensure_base_image(env, log=print):
     with open(shim, "w", encoding="utf-8") as shim_file:
         shim_file.write(APT_SHIM)
     os.chmod(shim, 0o755)
+    _add_host_trust(rootfs)
     archive = os.path.join(awx_dir(), "ee", "rootfs.tar")
     _run(["tar", "--numeric-owner", "-C", rootfs, "-cf", archive, "."], "rootfs-tar")
     # A container's pip may install into the image's Python: the image is the environment (PEP 668).
-    _run(["podman", "import", "--change", "ENV PIP_BREAK_SYSTEM_PACKAGES=1", "--change", "CMD [\"/bin/bash\"]", archive, BASE_IMAGE], "import", env=env)
+    _run(["podman", "import", "--change", "ENV PIP_BREAK_SYSTEM_PACKAGES=1", "--change", "CMD [\"/bin/bash\"]", archive, name], "import", env=env)
     os.unlink(archive)
-    return BASE_IMAGE
+    return name
+
+
+def _snapshot(target):
+    """A copy of the checkout's files (tracked, and new ones git does not ignore) to build the collection from.
+
+    Others may edit the checkout meanwhile; ansible-galaxy hashes each file, then reads it again into the tarball,
+    and refuses the result when a file changed between the two.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    shutil.rmtree(target, ignore_errors=True)
+    for name in filter(None, listed):
+        source = os.path.join(REPO_ROOT, name)
+        if os.path.isfile(source):
+            os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
+            shutil.copy2(source, os.path.join(target, name))
+    return target
 
 
 def _collection_artifacts(workdir):
-    """This checkout's collection built and installed, and kubernetes.core as an artifact; returns their paths."""
+    """This checkout's collection built and installed, and kubernetes.core; returns their directories."""
     dist = os.path.join(workdir, "dist")
     installed = os.path.join(workdir, "installed")
     shutil.rmtree(dist, ignore_errors=True)
     shutil.rmtree(installed, ignore_errors=True)
-    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", REPO_ROOT, "--output-path", dist], "collection-build")
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", _snapshot(os.path.join(workdir, "source")), "--output-path", dist], "collection-build")
     (tarball,) = [name for name in os.listdir(dist) if name.startswith("wincontainers-gmsa-")]
     # --force: a copy elsewhere on the collections path (~/.ansible) must not make ansible-galaxy skip it.
     _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", installed, os.path.join(dist, tarball)], "collection-install")
     collection = os.path.join(installed, "ansible_collections", "wincontainers", "gmsa")
 
-    # An installed collection is its artifact unpacked (MANIFEST.json, FILES.json with every file's checksum).
-    import ansible_collections.kubernetes.core as kubernetes_core  # pylint: disable=import-outside-toplevel
-
-    source = os.path.dirname(kubernetes_core.__file__)
-    with open(os.path.join(source, "MANIFEST.json"), encoding="utf-8") as manifest:
-        version = json.load(manifest)["collection_info"]["version"]
-    with open(os.path.join(source, "FILES.json"), encoding="utf-8") as files:
-        listed = [entry["name"] for entry in json.load(files)["files"] if entry["ftype"] == "file"]
-    artifact = os.path.join(dist, "kubernetes-core-%s.tar.gz" % version)
-    with tarfile.open(artifact, "w:gz") as tar:
-        for name in ["MANIFEST.json", "FILES.json"] + listed:
-            tar.add(os.path.join(source, name), arcname=name)
-    return collection, artifact
+    # The copy of kubernetes.core that the virtual environment's ansible package ships: an installed collection
+    # (MANIFEST.json), which ansible-galaxy installs as a "dir" requirement.
+    kubernetes_core = list(importlib.util.find_spec("ansible_collections.kubernetes.core").submodule_search_locations)[0]
+    return collection, kubernetes_core
 
 
 def _digest(paths, extra):
@@ -141,7 +176,7 @@ def _digest(paths, extra):
     return digest.hexdigest()[:12]
 
 
-def lab_definition(workdir, collection, kubernetes_core):
+def lab_definition(workdir, base, collection, kubernetes_core):
     """The definition to build here: the collection's own, with the overrides the module docstring lists."""
     with open(DEFINITION, encoding="utf-8") as source:
         definition = yaml.safe_load(source)
@@ -150,17 +185,19 @@ def lab_definition(workdir, collection, kubernetes_core):
         galaxy = yaml.safe_load(source)
     for entry in galaxy["collections"]:
         if entry["name"] == "kubernetes.core":
-            entry.update(name="collections/" + os.path.basename(kubernetes_core), type="file")
-    definition["images"]["base_image"]["name"] = BASE_IMAGE
+            entry.update(name="collections/kubernetes.core", type="dir")
+    definition["images"]["base_image"]["name"] = base
     definition["dependencies"]["python_interpreter"] = {"package_system": "python3", "python_path": "/usr/bin/python3"}
     definition["dependencies"]["galaxy"] = galaxy
     for kind in ("python", "system"):
         definition["dependencies"][kind] = os.path.normpath(os.path.join(ee_dir, definition["dependencies"][kind]))
     definition["additional_build_files"] = [
         {"src": collection, "dest": "collections/wincontainers.gmsa"},
-        {"src": kubernetes_core, "dest": "collections"},
+        {"src": kubernetes_core, "dest": "collections/kubernetes.core"},
     ]
     definition["options"]["package_manager_path"] = APT_SHIM_PATH
+    # Debian's Python has pip from python3-pip and disables ensurepip, which ansible-builder would run.
+    definition["options"]["skip_pip_install"] = True
     path = os.path.join(workdir, "execution-environment.yml")
     with open(path, "w", encoding="utf-8") as target:
         yaml.safe_dump(definition, target, sort_keys=False)
@@ -173,12 +210,12 @@ def ensure_image(log=print):
     base = ensure_base_image(env, log)
     workdir = os.path.join(awx_dir(), "ee", "build")
     collection, kubernetes_core = _collection_artifacts(workdir)
-    definition_path, definition = lab_definition(workdir, collection, kubernetes_core)
+    definition_path, definition = lab_definition(workdir, base, collection, kubernetes_core)
     base_id = _podman("image", "inspect", "--format", "{{.Id}}", base, env=env).stdout.strip()
     key = _digest(
-        [definition_path, definition["dependencies"]["python"], definition["dependencies"]["system"], os.path.join(collection, "FILES.json")],
-        # The artifact's name carries its version (released versions never change); its bytes carry a gzip time.
-        base_id + os.path.basename(kubernetes_core),
+        [definition_path, definition["dependencies"]["python"], definition["dependencies"]["system"], os.path.join(collection, "FILES.json"),
+         os.path.join(kubernetes_core, "MANIFEST.json")],
+        base_id,
     )
     image = "%s:%s" % (EE_REPOSITORY, key)
     if image_exists(image, env):
@@ -187,7 +224,10 @@ def ensure_image(log=print):
     started = time.monotonic()
     _run(
         [os.path.join(BIN, "ansible-builder"), "build", "-f", definition_path, "-c", os.path.join(workdir, "context"),
-         "--container-runtime", "podman", "-t", image, "-t", EE_REPOSITORY + ":latest", "-v", "2"],
+         "--container-runtime", "podman", "-t", image, "-t", EE_REPOSITORY + ":latest", "-v", "2",
+         # The build's RUN steps reach the Debian mirror and PyPI through the host's network: podman's bridge
+         # networks need iptables, which this machine kind lacks.
+         "--extra-build-cli-args=--network=host"],
         "ansible-builder",
         env=env,
     )
