@@ -110,6 +110,67 @@ def build_credspec(
     }
 
 
+def parse_credspec(document: Any, field: str) -> dict[str, Any]:
+    """A credential spec given as a dict or as JSON text (a New-CredentialSpec file, BOM and all)."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(document.lstrip("\ufeff"))
+        except ValueError as error:
+            raise ValidationError(field, f"is not JSON: {error}") from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("DomainJoinConfig"), Mapping):
+        raise ValidationError(field, "is not a credential spec: it has no DomainJoinConfig")
+    return dict(document)
+
+
+def plugin_of(credspec: Mapping[str, Any], field: str) -> dict[str, str] | None:
+    """The CCG plugin of a credential spec's HostAccountConfig as ``{plugin_guid, plugin_input}``, None without one."""
+    config = (credspec.get("ActiveDirectoryConfig") or {}).get("HostAccountConfig")
+    if config is None:
+        return None
+    if not isinstance(config, Mapping):
+        raise ValidationError(f"{field}.ActiveDirectoryConfig.HostAccountConfig", "must be an object")
+    return {"plugin_guid": config.get("PluginGUID"), "plugin_input": config.get("PluginInput")}
+
+
+def adopt_credspec(
+    document: Any,
+    domain: Mapping[str, str],
+    account_name: str,
+    host_account_config: Mapping[str, str] | None = None,
+    field: str = "spec",
+) -> dict[str, Any]:
+    """Check an existing credential spec against the domain facts and the gMSA, and return it as the collection writes it.
+
+    ``document`` is what ``New-CredentialSpec`` wrote (a dict or its JSON text). It must describe ``account_name``
+    in the domain of ``domain`` (SID, GUID, DNS, forest and NetBIOS names), listing the same accounts; its
+    ``HostAccountConfig`` (the CCG plugin) is kept unless ``host_account_config`` replaces it, and its plugin GUID
+    must be a CLSID, so a placeholder is refused. Raises :class:`ValidationError` naming every value that differs.
+    """
+    credspec = parse_credspec(document, field)
+    accounts = (credspec.get("ActiveDirectoryConfig") or {}).get("GroupManagedServiceAccounts") or []
+    name = validate_gmsa_name(account_name, "account_name")
+    netbios_name = str(domain.get("netbios_name", "")).casefold()
+    # Entries for other accounts are New-CredentialSpec's -AdditionalAccounts, scoped to their domain's DNS name.
+    additional = [
+        {"name": entry.get("Name"), "domain": entry.get("Scope")}
+        for entry in accounts
+        if isinstance(entry, Mapping) and str(entry.get("Name", "")).casefold() != name.casefold()
+        and str(entry.get("Scope", "")).casefold() != netbios_name
+    ]
+    try:
+        described = build_credspec(domain, name, additional, plugin_of(credspec, field))
+    except ValidationError as error:
+        raise error.within(field) from None
+    differences = diff_credspec(credspec, described)
+    if differences:
+        raise ValidationError(
+            field,
+            "does not match the gMSA and its domain: "
+            + "; ".join(f"{difference['path']} is {difference['actual']!r}, expected {difference['expected']!r}" for difference in differences),
+        )
+    return described if host_account_config is None else build_credspec(domain, name, additional, host_account_config)
+
+
 def to_json(credspec: Mapping[str, Any]) -> str:
     """Serialize a credential spec as the collection writes it to files: 2-space indent, ASCII, final newline."""
     return json.dumps(credspec, indent=2) + "\n"

@@ -126,10 +126,25 @@ options:
           domain:
             description: DNS name of its domain. Defaults to the entry's domain.
             type: str
+      spec:
+        description:
+          - An existing credential spec to use instead of building one, as a dict or its JSON text. For example the
+            C(credspec) of a C(GMSACredentialSpec) made elsewhere.
+          - It must describe O(credspecs[].account_name) in the domain of the domain facts (SID, GUID, DNS, forest and
+            NetBIOS names) and list the same accounts; the module fails naming every value that differs, before
+            anything changes. Its C(HostAccountConfig) is kept unless O(credspecs[].host_account_config) is given.
+          - Mutually exclusive with O(credspecs[].spec_file) and O(credspecs[].additional_accounts).
+        type: raw
+      spec_file:
+        description:
+          - A credential spec file on the controller, as C(New-CredentialSpec) writes it (the file that
+            C(Add-AksHciGMSACredentialSpec -credSpecFilePath) takes). Checked and used as O(credspecs[].spec) is.
+        type: path
       host_account_config:
         description:
           - How a node that is not domain joined gets the gMSA password, through a CCG plugin (C(HostAccountConfig)).
-          - Give O(credspecs[].host_account_config.plugin) for a known plugin, or O(credspecs[].host_account_config.plugin_guid).
+          - Give O(credspecs[].host_account_config.plugin) for a known plugin, O(credspecs[].host_account_config.plugin_guid),
+            or O(credspecs[].host_account_config.from_credspec) to take the plugin of a credspec already in the cluster.
         type: dict
         suboptions:
           plugin:
@@ -139,13 +154,20 @@ options:
           plugin_guid:
             description: CLSID of the plugin, in braces, for example V({859E1386-BDB4-49E8-85C7-3070B13920E1}).
             type: str
+          from_credspec:
+            description:
+              - Name of a C(GMSACredentialSpec) in the cluster whose C(HostAccountConfig) gives the plugin's CLSID, and its
+                input unless O(credspecs[].host_account_config.plugin_input) is given. On AKS on Azure Stack HCI, a
+                credspec that C(Add-AksHciGMSACredentialSpec) created holds the plugin that Microsoft does not publish.
+              - The module fails before changing anything when that credspec does not exist or has no plugin.
+            type: str
           plugin_input:
             description:
-              - Input of the plugin (C(PluginInput)). Its format depends on the plugin.
+              - Input of the plugin (C(PluginInput)). Its format depends on the plugin. Required, unless
+                O(credspecs[].host_account_config.from_credspec) gives it.
               - C(${secret_name}) and C(${secret_namespace}) are replaced with the identity Secret's name and
                 namespace. C(${secret_namespace}) requires exactly one identity Secret namespace.
             type: str
-            required: true
       service_accounts:
         description:
           - Service accounts allowed to C(use) this credspec. The module creates one RoleBinding per namespace.
@@ -231,7 +253,7 @@ EXAMPLES = r"""
         service_accounts:
           - {name: webapp, namespace: web}
         host_account_config:
-          plugin_guid: "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}"   # the CLSID of your CCG plugin (placeholder)
+          plugin_guid: "{REPLACE-WITH-YOUR-PLUGIN-CLSID}"   # placeholder, refused until replaced
           plugin_input: "SecretNamespace=${secret_namespace};SecretName=${secret_name}"
       - account_name: Reports$
         name: reports
@@ -252,6 +274,21 @@ EXAMPLES = r"""
         host_account_config:
           plugin: azure_key_vault
           plugin_input: "ObjectId=00000000-0000-0000-0000-000000000000;SecretUri=https://vault.vault.azure.net/secrets/gmsa"
+
+- name: A credential spec New-CredentialSpec wrote, checked against AD, with the plugin of a credspec AKS-HCI made
+  wincontainers.gmsa.gmsa_credspec:
+    domain: "{{ domain_facts }}"
+    identity:
+      username: gmsa-portable
+      password: "{{ vault_gmsa_portable_password }}"
+    credspecs:
+      - account_name: WebApp01
+        spec_file: files/webapp01.json        # New-CredentialSpec -AccountName WebApp01 -Path webapp01.json
+        service_accounts:
+          - {name: webapp, namespace: web}
+        host_account_config:
+          from_credspec: webapp01-akshci      # made by Add-AksHciGMSACredentialSpec
+          plugin_input: "SecretNamespace=${secret_namespace};SecretName=${secret_name}"
 
 - name: Remove a credspec and what was created with it
   wincontainers.gmsa.gmsa_credspec:
@@ -313,7 +350,7 @@ import os
 import re
 import tempfile
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, build_credspec, to_json
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, adopt_credspec, build_credspec, plugin_of, to_json
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY, MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
@@ -322,6 +359,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation imp
     validate_dns_name,
     validate_k8s_label,
     validate_k8s_subdomain,
+    validate_plugin_guid,
     validate_user_name,
 )
 
@@ -354,15 +392,18 @@ ARGUMENT_SPEC = dict(
             additional_accounts=dict(
                 type="list", elements="dict", default=[], options=dict(name=dict(type="str", required=True), domain=dict(type="str"))
             ),
+            spec=dict(type="raw"),
+            spec_file=dict(type="path"),
             host_account_config=dict(
                 type="dict",
                 options=dict(
                     plugin=dict(type="str", choices=sorted(CCG_PLUGIN_GUIDS)),
                     plugin_guid=dict(type="str"),
-                    plugin_input=dict(type="str", required=True),
+                    from_credspec=dict(type="str"),
+                    plugin_input=dict(type="str"),
                 ),
-                mutually_exclusive=[("plugin", "plugin_guid")],
-                required_one_of=[("plugin", "plugin_guid")],
+                mutually_exclusive=[("plugin", "plugin_guid", "from_credspec")],
+                required_one_of=[("plugin", "plugin_guid", "from_credspec")],
             ),
             service_accounts=dict(
                 type="list", elements="dict", default=[], options=dict(name=dict(type="str", required=True), namespace=dict(type="str", required=True))
@@ -471,11 +512,13 @@ def plan_entry(entry, index, params):
         host_account_config = None
         if entry["host_account_config"]:
             config = entry["host_account_config"]
+            if not config["plugin_input"]:
+                raise ValidationError("host_account_config.plugin_input", "is required unless from_credspec gives it")
             host_account_config = {
                 "plugin_guid": config["plugin_guid"] or CCG_PLUGIN_GUIDS[config["plugin"]],
                 "plugin_input": render_plugin_input(config["plugin_input"], secret_name, secret_namespaces, "host_account_config.plugin_input"),
             }
-        credspec = build_credspec(_domain_facts(domain), entry["account_name"], entry["additional_accounts"], host_account_config)
+        credspec = entry_credspec(entry, _domain_facts(domain), host_account_config)
     except ValidationError as error:
         raise error.within(field) from None
     return {
@@ -487,6 +530,55 @@ def plan_entry(entry, index, params):
         "secrets": [(namespace, secret_name) for namespace in secret_namespaces] if identity else [],
         "json_path": entry["json_path"],
     }
+
+
+def entry_credspec(entry, domain, host_account_config):
+    """The entry's credential spec: the one it brings (spec, spec_file) once checked against AD, or built from AD."""
+    if entry["spec"] is None and not entry["spec_file"]:
+        return build_credspec(domain, entry["account_name"], entry["additional_accounts"], host_account_config)
+    if entry["spec"] is not None and entry["spec_file"]:
+        raise ValidationError("spec", "and spec_file are mutually exclusive")
+    if entry["additional_accounts"]:
+        raise ValidationError("additional_accounts", "comes from the credential spec given in spec or spec_file; leave it out")
+    if entry["spec_file"]:
+        return adopt_credspec(read_spec_file(entry["spec_file"]), domain, entry["account_name"], host_account_config, "spec_file")
+    return adopt_credspec(entry["spec"], domain, entry["account_name"], host_account_config, "spec")
+
+
+def read_spec_file(path):
+    """A credential spec file's text; New-CredentialSpec may write UTF-8 or UTF-16 (Windows PowerShell's Out-File)."""
+    try:
+        with open(path, "rb") as spec_file:
+            data = spec_file.read()
+    except OSError as error:
+        raise ValidationError("spec_file", f"{path} cannot be read: {error.strerror}") from None
+    try:
+        return data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValidationError("spec_file", f"{path} is neither UTF-8 nor UTF-16 text: {error.reason}") from None
+
+
+def with_plugins_from_cluster(module, entries):
+    """The entries, with each plugin named by from_credspec read from that GMSACredentialSpec (only then is the cluster read)."""
+    cluster, resolved = None, []
+    for index, entry in enumerate(entries):
+        config = entry["host_account_config"]
+        if not config or not config["from_credspec"]:
+            resolved.append(entry)
+            continue
+        field = f"credspecs[{index}].host_account_config.from_credspec"
+        name = validate_k8s_subdomain(config["from_credspec"], field)
+        cluster = cluster or Cluster(module)
+        live = cluster.get("GMSACredentialSpec", name)
+        if live is None:
+            raise ValidationError(field, f"there is no GMSACredentialSpec {name} in the cluster to take the plugin from")
+        plugin = plugin_of(live.get("credspec") or {}, field)
+        if plugin is None:
+            raise ValidationError(field, f"GMSACredentialSpec {name} has no HostAccountConfig: it names no plugin")
+        plugin_guid = validate_plugin_guid(plugin["plugin_guid"], f"{field} ({name}'s PluginGUID)")
+        config = dict(config, from_credspec=None, plugin_guid=plugin_guid, plugin_input=config["plugin_input"] or plugin["plugin_input"])
+        resolved.append(dict(entry, host_account_config=config))
+    return resolved
 
 
 def manifests(plan):
@@ -705,7 +797,7 @@ def main():
     params = module.params
     try:
         validate_identity(params["identity"])
-        plans = [plan_entry(entry, index, params) for index, entry in enumerate(params["credspecs"])]
+        plans = [plan_entry(entry, index, params) for index, entry in enumerate(with_plugins_from_cluster(module, params["credspecs"]))]
         for key, what, option in (("name", "GMSACredentialSpec", "name"), ("role_name", "ClusterRole", "cluster_role_name")):
             names = [plan[key] for plan in plans]
             duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -8,7 +8,14 @@ import json
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, build_credspec, diff_credspec, to_json
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import (
+    CCG_PLUGIN_GUIDS,
+    adopt_credspec,
+    build_credspec,
+    diff_credspec,
+    plugin_of,
+    to_json,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError
 
 CONTOSO = {
@@ -172,3 +179,50 @@ def test_diff_reports_a_whole_missing_section():
     assert diff_credspec(actual, expected) == [
         {"path": "ActiveDirectoryConfig.HostAccountConfig", "expected": expected["ActiveDirectoryConfig"]["HostAccountConfig"], "actual": None},
     ]
+
+
+# --- an existing credential spec (Add-AksHciGMSACredentialSpec -credSpecFilePath) --------------------------------
+
+AKS_HCI_PLUGIN = {"PortableCcgVersion": "1", "PluginGUID": "{E4781092-F116-4B79-B55E-28EB6A224E26}", "PluginInput": "SecretName=gmsa;SecretNamespace=web"}
+
+
+def _new_credential_spec_file(**host_account_config):
+    """A credential spec file as New-CredentialSpec writes it (UTF-8 with a byte order mark), optionally with a plugin."""
+    spec = json.loads(CONTOSO_WEBAPP01_JSON)
+    if host_account_config:
+        spec["ActiveDirectoryConfig"]["HostAccountConfig"] = host_account_config
+    return "\ufeff" + json.dumps(spec, indent=4)
+
+
+def test_an_existing_spec_that_matches_ad_is_adopted_with_its_plugin():
+    adopted = adopt_credspec(_new_credential_spec_file(**AKS_HCI_PLUGIN), CONTOSO, "WebApp01")
+    assert adopted["ActiveDirectoryConfig"]["HostAccountConfig"] == AKS_HCI_PLUGIN
+    assert adopted == build_credspec(CONTOSO, "WebApp01", host_account_config={"plugin_guid": AKS_HCI_PLUGIN["PluginGUID"], "plugin_input": AKS_HCI_PLUGIN["PluginInput"]})
+    assert plugin_of(adopted, "spec") == {"plugin_guid": AKS_HCI_PLUGIN["PluginGUID"], "plugin_input": AKS_HCI_PLUGIN["PluginInput"]}
+
+
+def test_an_existing_spec_keeps_its_additional_accounts_and_may_get_another_plugin():
+    spec = json.loads(_new_credential_spec_file().lstrip("\ufeff"))
+    spec["ActiveDirectoryConfig"]["GroupManagedServiceAccounts"].append({"Name": "Reports01", "Scope": "contoso.com"})
+    plugin = {"plugin_guid": CCG_PLUGIN_GUIDS["azure_key_vault"], "plugin_input": "ObjectId=1;SecretUri=https://v/s"}
+    adopted = adopt_credspec(spec, CONTOSO, "WebApp01", host_account_config=plugin)
+    assert {"Name": "Reports01", "Scope": "contoso.com"} in adopted["ActiveDirectoryConfig"]["GroupManagedServiceAccounts"]
+    assert adopted["ActiveDirectoryConfig"]["HostAccountConfig"]["PluginGUID"] == CCG_PLUGIN_GUIDS["azure_key_vault"]
+
+
+@pytest.mark.parametrize(
+    "document, account, message",
+    [
+        ("not json", "WebApp01", "spec: is not JSON"),
+        ({"CmsPlugins": ["ActiveDirectory"]}, "WebApp01", "spec: is not a credential spec"),
+        (_new_credential_spec_file(), "Billing01", "spec: does not match the gMSA and its domain: DomainJoinConfig.MachineAccountName is 'WebApp01', expected 'Billing01'"),
+        (_new_credential_spec_file().replace("2126729477", "1111111111"), "WebApp01", "DomainJoinConfig.Sid is 'S-1-5-21-1111111111-"),
+        # The placeholder of the collection's examples: not a CLSID, so refused before anything changes.
+        (_new_credential_spec_file(PortableCcgVersion="1", PluginGUID="{REPLACE-WITH-THE-PLUGIN-CLSID}", PluginInput="x"), "WebApp01",
+         "spec.host_account_config.plugin_guid: '{REPLACE-WITH-THE-PLUGIN-CLSID}' is not a GUID"),
+    ],
+)
+def test_an_existing_spec_that_does_not_match_is_refused_naming_what_differs(document, account, message):
+    with pytest.raises(ValidationError) as error:
+        adopt_credspec(document, CONTOSO, account)
+    assert message in str(error.value)

@@ -72,6 +72,8 @@ ENTRY_DEFAULTS = {
     "identity": None,
     "identity_secret": {"name": "gmsa-identity", "namespaces": None},
     "json_path": None,
+    "spec": None,
+    "spec_file": None,
 }
 
 

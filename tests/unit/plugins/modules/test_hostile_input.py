@@ -182,6 +182,8 @@ def test_passwords_and_plugin_input_are_carried_exactly_as_data(value):
         "identity": None,
         "identity_secret": {"name": "gmsa-identity", "namespaces": None},
         "json_path": None,
+        "spec": None,
+        "spec_file": None,
     }
     plan = gmsa_credspec.plan_entry(entry, 0, params)
     assert plan["credspec"]["ActiveDirectoryConfig"]["HostAccountConfig"]["PluginInput"] == value + ";gmsa-identity"
