@@ -10,7 +10,7 @@ PIP_STAMP := $(VENV)/.deps-installed
 # Tools from the virtual environment first (ansible-lint warns when it has to fix PATH itself).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean
+.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,33 @@ demo: lab-up ## the main job on the lab: site playbook (domain, cluster, workloa
 molecule: lab-up ## molecule scenario on the lab: converge, idempotence (changed=0), verify, cleanup
 	hack/collections-path.sh >/dev/null
 	$(BIN)/molecule test -s default
+
+# The AWX lab (docs/awx.md): the execution environment image built here, and a real AWX running job templates.
+# Sources of AWX, django-ansible-base and receptor: $$WGMSA_AWX_SOURCE, $$WGMSA_DJANGO_ANSIBLE_BASE_SOURCE,
+# $$WGMSA_RECEPTOR_SOURCE (local checkouts or git bundles), else GitHub.
+AWX := $(PY) -m tests.awx.awxctl
+AWX_DIR = $$($(PY) -c 'from tests.awx import awx_dir; print(awx_dir())')
+
+ee-image: deps ## build the execution environment image (debootstrap base, ansible-builder; cached per checkout)
+	hack/awx-deps.sh "$(AWX_DIR)"
+	$(PY) -m tests.awx.ee
+
+awx-up: deps ## start a real AWX (PostgreSQL, Redis, receptor, AWX) on 127.0.0.1; builds what is missing
+	hack/awx-deps.sh "$(AWX_DIR)"
+	$(AWX) up
+
+awx-down: ## stop every AWX lab process (state and caches stay for a fast next start)
+	$(AWX) down
+
+awx-status: ## show what of the AWX lab runs, its memory, its URL (no secrets)
+	$(AWX) status
+
+awx-lint: deps ## ansible-lint (production profile) of the awx.awx configuration-as-code playbook, with awx.awx built from AWX's source
+	$(PY) -m tests.awx.build --only-awx-collection >/dev/null
+	ANSIBLE_COLLECTIONS_PATH="$(AWX_DIR)/collections" $(BIN)/ansible-lint --profile production extensions/awx/
+
+awx-test: awx-lint lab-up awx-up ## the AWX suite: the EE image against the lab, configure.yml, job templates through AWX's API
+	$(PY) -m pytest tests/awx -q -rs
 
 test: sanity units lint changelog-lint build integration molecule ## everything CI runs (leaves the lab up: make lab-down)
 
