@@ -1,0 +1,187 @@
+"""The lab's network namespaces and the forwarders between them: all the lab ever adds to this host's network.
+
+The lab changes nothing in the host's own network namespace (no route, rule, interface or address). What must
+be reachable from it (the API server) is reached through a forwarder: a process of ours that relays TCP from
+127.0.0.1 of one namespace to 127.0.0.1 of another, so traffic stays on loopbacks. Namespaces are named from
+the cluster they serve: ``wgmsa-<cluster>`` for its control plane, ``wgmsa-<cluster>.<anything>`` for others
+(webhook pods); removing a cluster removes every namespace of either form, whoever made it.
+
+    python -m tests.lab.netns forward LISTEN_NETNS LISTEN_PORT DIAL_NETNS DIAL_PORT   # a forwarder process
+                                                                                     # (internal; "-": host)
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from tests.lab import REPO_ROOT
+
+PREFIX = "wgmsa-"
+# The namespace a forwarder starts in (the host's, when the lab starts it).
+HOST = "-"
+FORWARDER_MODULE = "tests.lab.netns"
+# kwokctl's cluster names are DNS labels; no dot, so "wgmsa-a" never claims the namespaces of "wgmsa-a.b".
+CLUSTER_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+class NetnsError(Exception):
+    """A namespace, process or forwarder could not be set up or removed; the message says why."""
+
+
+def _ip(*args):
+    result = subprocess.run(("ip",) + args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise NetnsError("ip %s failed (needs root and iproute2): %s" % (" ".join(args), result.stderr.strip()))
+    return result.stdout
+
+
+def cluster_netns(cluster):
+    """The namespace a cluster's control plane runs in."""
+    if not CLUSTER_NAME_PATTERN.match(cluster):
+        raise NetnsError("cluster name %r: must be 1-32 lowercase letters, digits or '-', starting and ending with a letter or digit" % cluster)
+    return PREFIX + cluster
+
+
+def exists(netns):
+    return os.path.exists(os.path.join("/run/netns", netns))
+
+
+def create(netns, loopback_addresses=()):
+    """A namespace with only its loopback up, holding loopback_addresses: no default route (idempotent)."""
+    if not exists(netns):
+        _ip("netns", "add", netns)
+    _ip("-n", netns, "link", "set", "lo", "up")
+    held = {info["local"] for link in json.loads(_ip("-n", netns, "-j", "addr", "show", "dev", "lo")) for info in link.get("addr_info", [])}
+    for address in loopback_addresses:
+        if address not in held:
+            _ip("-n", netns, "addr", "add", address + "/32", "dev", "lo")
+
+
+def command_in(netns, command):
+    """command, run inside netns (everything it spawns stays there)."""
+    return ["ip", "netns", "exec", netns] + list(command)
+
+
+def of_cluster(netns):
+    """Every namespace of the cluster whose control plane namespace is netns, its own first."""
+    listing = _ip("-j", "netns", "list").strip()
+    names = sorted(entry["name"] for entry in json.loads(listing or "[]"))
+    return [name for name in names if name == netns] + [name for name in names if name.startswith(netns + ".")]
+
+
+def is_running(pid, marker):
+    """Whether pid runs and its command line contains marker (a recorded PID can be reused after a crash)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            arguments = cmdline.read()
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as stat:
+            zombie = stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return not zombie and marker.encode() in arguments
+
+
+def stop(processes, timeout=10):
+    """Stop each {pid: marker} that still runs what marker names: SIGTERM, then SIGKILL after timeout seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        running = {pid: marker for pid, marker in processes.items() if is_running(pid, marker)}
+        for pid in running:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass  # it exited since the check
+        deadline = time.monotonic() + timeout
+        while any(is_running(pid, marker) for pid, marker in running.items()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    survivors = sorted(pid for pid, marker in processes.items() if is_running(pid, marker))
+    if survivors:
+        raise NetnsError("processes %s survived SIGKILL" % survivors)
+
+
+def remove(netns):
+    """Stop every process in netns (only the lab starts any there), then delete it (idempotent)."""
+    if not exists(netns):
+        return
+    # Any command line matches (marker ""): a process inside our namespace is ours whatever it runs.
+    stop(dict.fromkeys((int(pid) for pid in _ip("netns", "pids", netns).split()), ""))
+    # Deleting the namespace destroys its interfaces, the peers of its veths and their routes with them.
+    _ip("netns", "del", netns)
+
+
+def start_forwarder(listen_netns, listen_port, dial_netns, dial_port, log_path):
+    """Start a forwarder process (a session of its own: it outlives its starter) and return its Popen."""
+    command = [sys.executable, "-m", FORWARDER_MODULE, "forward", listen_netns, str(listen_port), dial_netns, str(dial_port)]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(  # pylint: disable=consider-using-with
+            command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_listening(port, forwarder, log_path, timeout=10):
+    """Wait until the forwarder just started accepts connections on the host's 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if forwarder.poll() is not None or time.monotonic() > deadline:
+                raise NetnsError("forwarder on 127.0.0.1:%s did not start; see %s" % (port, log_path)) from None
+            time.sleep(0.1)
+
+
+def _pipe(source, sink):
+    try:
+        while True:
+            chunk = source.recv(65536)
+            if not chunk:
+                break
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def forward(listen_netns, listen_port, dial_netns, dial_port):
+    """Relay connections from 127.0.0.1:listen_port in listen_netns to 127.0.0.1:dial_port in dial_netns."""
+    with open("/proc/self/ns/net", "rb") as own:
+        own_fd = os.dup(own.fileno())
+
+    def enter(netns):
+        if netns == HOST:
+            os.setns(own_fd, os.CLONE_NEWNET)
+        else:
+            with open(os.path.join("/run/netns", netns), "rb") as target:
+                os.setns(target.fileno(), os.CLONE_NEWNET)
+
+    # A socket stays in the namespace it was created in: listen in one, then dial from the other.
+    enter(listen_netns)
+    listener = socket.create_server(("127.0.0.1", listen_port))
+    enter(dial_netns)
+    while True:
+        client, _address = listener.accept()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", dial_port), timeout=10)
+        except OSError:
+            client.close()  # nothing listens there yet (a server still starting): the client sees a reset
+            continue
+        upstream.settimeout(None)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 6 or sys.argv[1] != "forward":
+        sys.exit(__doc__)
+    forward(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))

@@ -1,0 +1,60 @@
+"""tests/lab/netns.py: which namespaces a cluster owns, and that only the recorded process is ever signalled.
+
+`ip` is faked for the listing; the processes are real (a `sleep` each), so signalling is really checked.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.lab import netns
+
+
+@pytest.mark.parametrize("cluster", ["lab", "fleet-2", "a", "x" * 32])
+def test_cluster_names_name_the_namespace(cluster):
+    assert netns.cluster_netns(cluster) == "wgmsa-" + cluster
+
+
+@pytest.mark.parametrize("cluster", ["", "Lab", "lab.pods", "-lab", "lab-", "lab/x", "x" * 33])
+def test_a_cluster_name_that_could_claim_another_clusters_namespaces_is_refused(cluster):
+    with pytest.raises(netns.NetnsError, match="cluster name"):
+        netns.cluster_netns(cluster)
+
+
+def test_a_cluster_owns_its_namespace_and_the_dotted_ones_under_it_only(monkeypatch):
+    names = ["other", "wgmsa-lab-2", "wgmsa-lab.pod-b", "wgmsa-lab", "wgmsa-lab.pod-a", "wgmsa-lab2", "wgmsa-labx.pod"]
+    monkeypatch.setattr(netns, "_ip", lambda *args: json.dumps([{"name": name} for name in names]))
+    assert netns.of_cluster("wgmsa-lab") == ["wgmsa-lab", "wgmsa-lab.pod-a", "wgmsa-lab.pod-b"]
+
+
+def test_no_namespace_at_all(monkeypatch):
+    # `ip -j netns list` prints nothing, not [], before the first namespace is ever made.
+    monkeypatch.setattr(netns, "_ip", lambda *args: "")
+    assert netns.of_cluster("wgmsa-lab") == []
+
+
+@pytest.fixture(name="sleeper")
+def fixture_sleeper():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "wgmsa-sleeper"])  # pylint: disable=consider-using-with
+    deadline = time.monotonic() + 10
+    while not netns.is_running(process.pid, "wgmsa-sleeper"):  # its command line is read from its memory once exec'd
+        assert time.monotonic() < deadline, "the sleeper did not start"
+        time.sleep(0.01)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_recorded_pid_now_running_something_else_is_left_alone(sleeper):
+    netns.stop({sleeper.pid: "kube-apiserver"})
+    assert sleeper.poll() is None
+    assert netns.is_running(sleeper.pid, "wgmsa-sleeper")
+
+
+def test_the_recorded_process_is_stopped(sleeper):
+    netns.stop({sleeper.pid: "wgmsa-sleeper"})
+    assert sleeper.wait(timeout=5) == -signal.SIGTERM
