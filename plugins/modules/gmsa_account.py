@@ -161,6 +161,7 @@ author:
 """
 
 EXAMPLES = r"""
+# Fragments: the names, domain facts and vault_* variables are placeholders for your own.
 - name: One gMSA per application, readable by the portable identity's group
   wincontainers.gmsa.gmsa_account:
     domain_transport: ldap

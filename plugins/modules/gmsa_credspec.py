@@ -242,6 +242,7 @@ attributes:
 """
 
 EXAMPLES = r"""
+# Fragments: the names, domain facts and vault_* variables are placeholders for your own.
 - name: Credspecs for two applications, with RBAC and the portable identity for the CCG plugin
   wincontainers.gmsa.gmsa_credspec:
     domain: "{{ domain_facts }}"   # dns_name, dns_tree_name, netbios_name, sid, guid

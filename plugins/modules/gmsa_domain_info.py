@@ -64,6 +64,7 @@ author:
 """
 
 EXAMPLES = r"""
+# Fragments: the names, domain facts and vault_* variables are placeholders for your own.
 - name: Domain facts for the credential specs
   wincontainers.gmsa.gmsa_domain_info:
   register: ad

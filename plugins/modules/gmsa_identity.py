@@ -110,6 +110,7 @@ author:
 """
 
 EXAMPLES = r"""
+# Fragments: the names, domain facts and vault_* variables are placeholders for your own.
 - name: Portable identity in the group allowed to retrieve the gMSA passwords
   wincontainers.gmsa.gmsa_identity:
     name: gmsa-ccg

@@ -51,6 +51,7 @@ author:
 """
 
 EXAMPLES = r"""
+# Fragments: the names, domain facts and vault_* variables are placeholders for your own.
 - name: Production forest, key effective now and usable in 10 hours
   wincontainers.gmsa.gmsa_kds_root_key:
   register: kds

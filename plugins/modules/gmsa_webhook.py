@@ -292,6 +292,7 @@ attributes:
 """
 
 EXAMPLES = r"""
+# Fragments: the names, domain facts and vault_* variables are placeholders for your own.
 - name: Install the gMSA webhook with defaults
   wincontainers.gmsa.gmsa_webhook:
     kubeconfig: ~/.kube/config
