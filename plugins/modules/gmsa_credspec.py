@@ -222,6 +222,20 @@ options:
         updated.
     type: bool
     default: false
+  group:
+    description:
+      - Name of the set of credspecs this task manages, recorded in the label C(wincontainers.gmsa/credspec-group) of
+        each C(GMSACredentialSpec). An RFC 1123 label. Required by O(prune).
+    type: str
+  prune:
+    description:
+      - With O(state=present), also delete every C(GMSACredentialSpec) of O(group) that no entry of O(credspecs)
+        names, with its ClusterRoles and RoleBindings in every namespace (found by their owner label) and the identity
+        Secrets no remaining credspec uses.
+      - Then renaming an entry (its C(name), or the C(account_name) it is derived from) or removing it from the list
+        leaves no C(use) grant behind. Give each task that manages credspecs on a cluster its own O(group).
+    type: bool
+    default: false
 notes:
   - Runs on the controller. The C(GMSACredentialSpec) CRD must be installed (M(wincontainers.gmsa.gmsa_webhook)).
   - Service accounts need not exist yet. RoleBindings can name them before they are created.
@@ -352,7 +366,14 @@ import re
 import tempfile
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, adopt_credspec, build_credspec, plugin_of, to_json
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY, MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ApiError,
+    Cluster,
+    cluster_module,
+    object_ref,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
@@ -382,6 +403,8 @@ ARGUMENT_SPEC = dict(
     domain=dict(type="dict", options=DOMAIN_SPEC),
     identity=dict(type="dict", options=IDENTITY_SPEC),
     overwrite=dict(type="bool", default=False),
+    prune=dict(type="bool", default=False),
+    group=dict(type="str"),
     credspecs=dict(
         type="list",
         elements="dict",
@@ -429,6 +452,8 @@ SECRETS_ANNOTATION = "wincontainers.gmsa/identity-secrets"
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 CREDSPEC_COMPONENT = "gmsa-credspec"
+# The set of credspecs one task manages (option group), so prune never reaches another task's credspecs.
+GROUP_LABEL = "wincontainers.gmsa/credspec-group"
 RBAC_DEFAULTS_LABEL = "kubernetes.io/bootstrapping"
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
@@ -530,6 +555,7 @@ def plan_entry(entry, index, params):
         "identity": identity and dict(identity, domain=identity.get("domain") or domain["dns_name"]),
         "secrets": [(namespace, secret_name) for namespace in secret_namespaces] if identity else [],
         "json_path": entry["json_path"],
+        "group": params["group"],
     }
 
 
@@ -586,6 +612,8 @@ def manifests(plan):
     """The objects of one planned entry: credspec, ClusterRole, RoleBindings, identity Secrets."""
     name, role_name = plan["name"], plan["role_name"]
     credspec_metadata = {"name": name, "labels": _labels(CREDSPEC_COMPONENT, name)}
+    if plan["group"]:
+        credspec_metadata["labels"][GROUP_LABEL] = plan["group"]
     if plan["secrets"]:
         credspec_metadata["annotations"] = {SECRETS_ANNOTATION: ",".join(f"{namespace}/{secret}" for namespace, secret in plan["secrets"])}
     objects = [
@@ -752,15 +780,21 @@ def ensure_present(module, cluster, reconciler, plans):
     # RoleBindings last: without the bind verb, the API server allows a binding only to a role that exists and grants
     # nothing more than the writer holds (kubernetes pkg/registry/rbac/rolebinding/policybased/storage.go).
     reconciler.apply_all([obj for obj in desired if obj["kind"] != "RoleBinding"], [obj for obj in desired if obj["kind"] == "RoleBinding"])
-    # What an entry no longer names (a namespace dropped, a Secret renamed) goes, unless another credspec uses it.
+    # What an entry no longer names (a namespace dropped, a Secret renamed) goes, unless another credspec uses it;
+    # with prune, so do the credspecs no entry names (renamed or removed entries).
     planned = {plan["name"] for plan in plans}
-    in_use = {ref for name, item in credspecs.items() if name not in planned for ref in _secret_references(item)}
+    group = module.params["group"] if module.params["prune"] else None
+    pruned = sorted(
+        name for name, item in credspecs.items() if group and name not in planned and is_managed(item) and item["metadata"]["labels"].get(GROUP_LABEL) == group
+    )
+    in_use = {ref for name, item in credspecs.items() if name not in planned and name not in pruned for ref in _secret_references(item)}
     in_use |= {f"{namespace}/{secret}" for plan in plans for namespace, secret in plan["secrets"]}
-    reconciler.delete_all([
+    stale = [
         obj
         for plan in plans
         for obj in _stale(plan, grants, _secret_references(credspecs.get(plan["name"])), {account["namespace"] for account in plan["service_accounts"]}, in_use)
-    ])
+    ]
+    reconciler.delete_all(stale + [obj for name in pruned for obj in _removed(name, grants, credspecs, in_use)])
 
     files_changed = [plan["json_path"] for plan in plans if plan["json_path"] and write_json(module, plan["json_path"], plan["credspec"])]
     return [
@@ -794,9 +828,11 @@ def ensure_absent(module, cluster, reconciler, plans):
 
 
 def main():
-    module = cluster_module(ARGUMENT_SPEC)
+    module = cluster_module(ARGUMENT_SPEC, required_if=[("prune", True, ("group",))])
     params = module.params
     try:
+        if params["group"] is not None:
+            validate_k8s_label(params["group"], "group")
         validate_identity(params["identity"])
         plans = [plan_entry(entry, index, params) for index, entry in enumerate(with_plugins_from_cluster(module, params["credspecs"]))]
         for key, what, option in (("name", "GMSACredentialSpec", "name"), ("role_name", "ClusterRole", "cluster_role_name")):

@@ -78,7 +78,7 @@ ENTRY_DEFAULTS = {
 
 
 def _plan(with_identity=True, **entry):
-    params = {"state": "present", "domain": DOMAIN, "identity": IDENTITY if with_identity else None}
+    params = {"state": "present", "domain": DOMAIN, "identity": IDENTITY if with_identity else None, "group": None}
     return gmsa_credspec.plan_entry(dict(ENTRY_DEFAULTS, **entry), 0, params)
 
 

@@ -108,6 +108,7 @@ REFUSED = [
     (_credspec(_plugin(guid=PLUGIN_GUID.strip("{}"))), "credspecs[0].host_account_config.plugin_guid: "),
     (_credspec(_plugin(guid="{$(whoami)}")), "credspecs[0].host_account_config.plugin_guid: "),
     (_credspec(_plugin(plugin_input="${whoami}")), "credspecs[0].host_account_config.plugin_input: unknown placeholder ${whoami}"),
+    (_credspec(group="Team A", prune=True), "group: 'Team A' is not a lowercase RFC 1123 label"),
     # file paths
     (_credspec({"json_path": "/nonexistent-dir/x.json"}), "credspecs[0].json_path: the directory /nonexistent-dir does not exist"),
     (_credspec({"json_path": "/tmp"}), "credspecs[0].json_path: /tmp is a directory"),
@@ -170,7 +171,7 @@ def test_absent_accepts_a_name_that_is_no_host_name_so_old_accounts_can_be_remov
 
 @pytest.mark.parametrize("value", DATA_VALUES)
 def test_passwords_and_plugin_input_are_carried_exactly_as_data(value):
-    params = {"state": "present", "domain": DOMAIN, "identity": dict(IDENTITY, password=value, domain=None)}
+    params = {"state": "present", "domain": DOMAIN, "identity": dict(IDENTITY, password=value, domain=None), "group": None}
     entry = {
         "account_name": "WebApp01",
         "name": None,
