@@ -126,6 +126,11 @@ options:
           - Delete and create the account again when O(accounts[].password_interval_days) differs from the
             existing account's.
           - The new account has a new SID and password; credential specs and hosts that use it must follow.
+          - It keeps the container, SPNs, password readers, DNS host name, encryption types, description and
+            state of the old one, except what the task changes.
+          - Those settings are written to a file under C(~/.ansible/wincontainers.gmsa/recreate) on the
+            controller before the delete and removed once the new account exists, so that when creating it
+            fails after the delete, a rerun of the task on the same controller creates it again with them.
         type: bool
         default: false
       path:
@@ -255,6 +260,10 @@ accounts:
       type: bool
 """
 
+import dataclasses
+import json
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     DEFAULT_ENCRYPTION_TYPES,
@@ -326,6 +335,37 @@ def validate_accounts(accounts: list[dict]) -> None:
             raise ValidationError(f"{field}.password_interval_days", "must be at least 1 day")
 
 
+# Where a recreate keeps the old account's settings between the delete and the create (see the recreate option).
+PENDING_RECREATE_DIR = os.path.join("~", ".ansible", "wincontainers.gmsa", "recreate")
+
+
+class PendingRecreate:
+    """The settings and container of an account deleted to be recreated, until the new one exists."""
+
+    def __init__(self, domain_sid: str, name: str) -> None:
+        self.path = os.path.join(os.path.expanduser(PENDING_RECREATE_DIR), f"{domain_sid}-{name.lower()}.json")
+
+    def read(self) -> tuple[str, GmsaSettings] | None:
+        try:
+            with open(self.path, encoding="utf-8") as pending_file:
+                record = json.load(pending_file)
+        except FileNotFoundError:
+            return None
+        values = record["settings"]
+        return record["container"], GmsaSettings(**dict(values, spns=tuple(values["spns"]), password_readers=tuple(values["password_readers"])))
+
+    def write(self, account: GmsaAccount) -> None:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        container = account.distinguished_name.split(",", 1)[1]  # a gMSA name holds no comma
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as pending_file:
+            json.dump({"container": container, "settings": dataclasses.asdict(account.settings)}, pending_file)
+
+    def remove(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 def account_result(name: str, account: GmsaAccount | None, settings: GmsaSettings | None, interval: int | None) -> dict:
     """What the module returns for one account (``account`` None when absent or not yet created)."""
     result = dict(
@@ -350,12 +390,17 @@ class AccountPlan:
         self.name = existing.name if existing else request["name"]
         self.request = request
         self.existing = existing
+        self.pending = PendingRecreate(facts.sid, self.name)
+        # An account a failed recreate deleted: created again as it was, with what the task changes.
+        self.restoring = None if existing or request["state"] == "absent" else self.pending.read()
         self.desired = None if request["state"] == "absent" else self._desired_settings(principals, facts.dns_name)
         self.interval = self._interval()
         self.container = self._container(facts)
+        self.deleted = False  # set once apply() has deleted the account (to recreate it, or for good)
 
     def _desired_settings(self, principals: dict, domain_dns_name: str) -> GmsaSettings:
-        request, current = self.request, self.existing and self.existing.settings
+        request = self.request
+        current = self.existing.settings if self.existing else self.restoring and self.restoring[1]
         dns_host_name = request["dns_hostname"] or (current.dns_host_name if current else f"{self.name}.{domain_dns_name}")
         readers = {
             suffix: None if values is None else [principals[value].sid for value in values]
@@ -397,6 +442,8 @@ class AccountPlan:
             # The name cannot contain a comma, so the parent DN follows the first one.
             return self.existing.distinguished_name.split(",", 1)[1]
         if self.desired and self.existing is None:
+            if self.restoring and not self.request["path"]:
+                return self.restoring[0]
             return container_or_default(self.request["path"], facts, "CN=Managed Service Accounts")
         return None
 
@@ -413,12 +460,24 @@ class AccountPlan:
         replace, clear = gmsa_attribute_changes(self.existing.settings, self.desired)
         return bool(replace or clear) or self.existing.settings.enabled != self.desired.enabled
 
+    @property
+    def action(self) -> str:
+        """What applying the plan does, as the failure report of a batch names it."""
+        if self.recreate:
+            return "recreated"
+        return "deleted" if self.desired is None else "created" if self.existing is None else "changed"
+
     def apply(self, client: DomainClient) -> GmsaAccount | None:
         """Make the change, each step a single directory operation; return the account as it is now."""
+        if self.recreate:
+            self.pending.write(self.existing)
         if self.existing and (self.desired is None or self.recreate):
             client.delete_gmsa(self.existing)
+            self.deleted = True
         if self.container:
-            return client.create_gmsa(self.name, self.container, self.interval, self.desired)
+            account = client.create_gmsa(self.name, self.container, self.interval, self.desired)
+            self.pending.remove()
+            return account
         return None if self.desired is None else client.update_gmsa(self.existing, self.desired)
 
     def result(self, account: GmsaAccount | None) -> dict:
@@ -471,6 +530,7 @@ def main() -> None:
     )
     accounts = module.params["accounts"]
     results, diff_before, diff_after = [], {}, {}
+    done, plan = [], None
     try:
         validate_accounts(accounts)
         with open_domain_client(module.params, warn=module.warn) as client:
@@ -480,8 +540,13 @@ def main() -> None:
                 if plan.changed:
                     diff_before[plan.name] = plan.before()
                     diff_after[plan.name] = plan.result(account)
+                    done += [] if module.check_mode else [f"{plan.action} {plan.name}"]
     except (DomainError, ValidationError) as error:
-        module.fail_json(msg=str(error))
+        # A batch that fails midway says what it changed before: those changes are made and stay made.
+        if plan is not None and plan.deleted and plan.desired is not None:
+            done.append(f"deleted {plan.name} to recreate it (a rerun creates it again)")
+        message = f"{error}; before the failure, this task {', '.join(done)}" if done else str(error)
+        module.fail_json(msg=message, changed=bool(done), accounts=results, diff=dict(before=diff_before, after=diff_after))
     changed = any(result["changed"] for result in results)
     module.exit_json(changed=changed, accounts=results, diff=dict(before=diff_before, after=diff_after))
 

@@ -12,6 +12,7 @@ wsman_endpoint's docstring).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import secrets
 import shutil
@@ -27,12 +28,19 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     open_domain_client,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._gmsa_password import request_ticket
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import (
+    PASSWORD_READER_MASK,
+    Ace,
+    decode_security_descriptor,
+    encode_security_descriptor,
+)
 from winrm.exceptions import InvalidCredentialsError
 from winrm.protocol import Protocol
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
 pytest_plugins = ("tests.lab.pytest_samba", "tests.integration.wsman_endpoint")
 
+ACCESS_DENIED = 0x01  # ACE type (MS-DTYP 2.4.4.1)
 INJECTION_NAMES = ["a'b", "x$(y)", "b`c", "s;t", "*)(cn=*", 'q"r']
 
 
@@ -168,6 +176,40 @@ def test_identity_lifecycle_and_retrieval_chain(client, unique_name):
     client.delete_gmsa(closed)
     client.delete_user(client.find_user(unique_name))
     assert client.find_user(unique_name) is None
+
+
+def test_rewriting_the_readers_keeps_a_deny_that_others_put_there(client, ldap_params, unique_name):
+    facts = client.domain_facts()
+    users = f"CN=Users,{facts.distinguished_name}"
+    passwords = {role: f"Aa1-{secrets.token_urlsafe(12)}" for role in "uh"}
+    denied = client.create_user(f"{unique_name}u", users, passwords["u"], None, True, True)
+    added = client.create_user(f"{unique_name}h", users, passwords["h"], None, True, True)
+    group = client.create_group(f"{unique_name}-g", users)
+    client.set_group_members(group.distinguished_name, add=[denied.distinguished_name], remove=[])
+    name = f"{unique_name}g"
+    account = client.create_gmsa(name, f"CN=Managed Service Accounts,{facts.distinguished_name}", 30, settings(name, password_readers=(group.sid,)))
+    assert client.read_managed_password(account, denied.name, passwords["u"]), "U reads through G"
+
+    # Someone else denies U, outside the collection (as an administrator would with ADSI Edit), ahead of the grants.
+    existing = decode_security_descriptor(account.membership)
+    with_deny = dataclasses.replace(existing, dacl=(Ace(ACCESS_DENIED, 0, PASSWORD_READER_MASK, denied.sid), *existing.dacl))
+    with open_domain_client(ldap_params) as administrator:
+        administrator._call("denying U", administrator._connection.modify, account.distinguished_name,
+                            [("replace", "msDS-GroupMSAMembership", encode_security_descriptor(with_deny))])
+    account = client.find_gmsas([name])[name.lower()]
+    assert client.read_managed_password(account, denied.name, passwords["u"]) is None, "the DC honours the deny"
+
+    updated = client.update_gmsa(account, dataclasses.replace(account.settings, password_readers=(group.sid, added.sid)))
+    assert set(updated.settings.password_readers) == {group.sid, added.sid}
+    assert decode_security_descriptor(updated.membership).other_aces == (Ace(ACCESS_DENIED, 0, PASSWORD_READER_MASK, denied.sid),)
+    assert client.read_managed_password(updated, added.name, passwords["h"]), "H, added, reads"
+    assert client.read_managed_password(updated, denied.name, passwords["u"]) is None, "U still cannot"
+
+    client.delete_gmsa(updated)
+    for user in (denied, added):
+        client.delete_user(user)
+    with open_domain_client(ldap_params) as administrator:
+        administrator._call("deleting G", administrator._connection.delete, group.distinguished_name)
 
 
 def _run(command):

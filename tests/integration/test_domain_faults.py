@@ -77,3 +77,44 @@ def test_identity_password_refused_by_policy_leaves_no_user(run, params, name):
     assert name in result["msg"] and "short" not in result["msg"]
     with open_domain_client(params) as client:
         assert client.find_user(name) is None
+
+
+def test_a_batch_that_fails_midway_says_what_it_changed(run, params, name):
+    # The second account asks for an SPN the first one holds: AD refuses it only when it is written.
+    second = f"{name[:-1]}b"
+    result = run(gmsa_account, {"accounts": [{"name": name}, {"name": second, "spn": {"add": [f"host/{name}"]}}]})
+    assert result["failed"] is True and result["changed"] is True
+    assert result["msg"].endswith(f"; before the failure, this task created {name}")
+    assert [account["name"] for account in result["accounts"]] == [name]
+    assert set(gmsas(params, name, second)) == {name.lower()}
+    run(gmsa_account, {"accounts": [{"name": name, "state": "absent"}]})
+
+
+def test_a_recreate_that_fails_after_the_delete_is_restored_by_a_rerun(run, params, name, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))  # where the module keeps the pending recreate
+    holder = f"{name[:-1]}h"
+    with open_domain_client(params) as client:
+        users = f"CN=Users,{client.domain_facts().distinguished_name}"
+    account = {
+        "name": name, "path": users, "dns_hostname": f"{name}.example.test", "spn": {"add": [f"HTTP/{name}.example.test"]},
+        "allowed_to_retrieve_password": {"set": ["Domain Admins"]}, "kerberos_encryption_types": {"set": ["aes256"]},
+        "description": "kept across recreate", "password_interval_days": 30,
+    }
+    assert run(gmsa_account, {"accounts": [account, {"name": holder, "spn": {"add": [f"HTTP/{holder}.conflict.test"]}}]})["changed"] is True
+    before = gmsas(params, name)[name.lower()]
+
+    # Recreate with an SPN another account holds: the delete succeeds, the create is refused.
+    recreate = dict(account, password_interval_days=7, recreate=True)
+    failed = run(gmsa_account, {"accounts": [dict(recreate, spn={"add": [f"HTTP/{holder}.conflict.test"]})]})
+    assert failed["failed"] is True and failed["changed"] is True
+    assert f"deleted {name} to recreate it" in failed["msg"]
+    assert gmsas(params, name) == {}
+
+    restored = run(gmsa_account, {"accounts": [recreate]})
+    assert restored["changed"] is True, restored
+    after = gmsas(params, name)[name.lower()]
+    assert after.distinguished_name == before.distinguished_name and after.password_interval_days == 7
+    assert after.settings == before.settings
+    assert after.sid != before.sid
+    assert not list(tmp_path.rglob("*.json")), "the pending recreate is gone once the account exists again"
+    run(gmsa_account, {"accounts": [{"name": name, "state": "absent"}, {"name": holder, "state": "absent"}]})

@@ -65,7 +65,6 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap_transport import LdapDomainClient
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import LDAPError, escape_dn_value, escape_filter_value
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import encode_group_msa_membership
 
 # userAccountControl bits (MS-ADTS 2.2.16)
 _ACCOUNTDISABLE = 0x2
@@ -445,7 +444,7 @@ class PowerShellOnLdap:
             "password_interval_days": account.password_interval_days,
             "dns_host_name": settings.dns_host_name,
             "spns": list(settings.spns),
-            "membership": base64.b64encode(encode_group_msa_membership(settings.password_readers)).decode(),
+            "membership": base64.b64encode(account.membership).decode() if account.membership else None,
             "encryption_types": settings.encryption_types,
             "description": settings.description,
             "enabled": settings.enabled,
@@ -472,20 +471,18 @@ class PowerShellOnLdap:
         return self._gmsa(self.ldap.create_gmsa(data["name"], data["container"], data["password_interval_days"], settings))
 
     def update_gmsa(self, data: dict) -> dict:
+        """Set-ADServiceAccount -Replace/-Clear/-Enabled: one modification, what the transport asked for and nothing else."""
         account = self._gmsa_by_guid(data["object_guid"])
-        # Set-ADServiceAccount -Replace/-Clear/-Enabled/-PrincipalsAllowed...: what the transport asked for, nothing else.
-        values = data["replace"]
-        settings = account.settings
-        readers = data["password_readers"]
-        desired = GmsaSettings(
-            dns_host_name=values.get("dNSHostName", settings.dns_host_name),
-            spns=tuple(values.get("servicePrincipalName", () if "servicePrincipalName" in data["clear"] else settings.spns)),
-            password_readers=settings.password_readers if readers is None else tuple(readers),
-            encryption_types=values.get("msDS-SupportedEncryptionTypes", settings.encryption_types),
-            description=None if "description" in data["clear"] else values.get("description", settings.description),
-            enabled=settings.enabled if data["enabled"] is None else data["enabled"],
-        )
-        return self._gmsa(self.ldap.update_gmsa(account, desired))
+        replace = dict(data["replace"])
+        if data["membership"] is not None:
+            replace["msDS-GroupMSAMembership"] = base64.b64decode(data["membership"])
+        changes = [("replace", name, value) for name, value in replace.items()]
+        changes += [("delete", name, []) for name in data["clear"]]
+        if data["enabled"] is not None:
+            changes.append(("replace", "userAccountControl", self.ldap._toggled_disable_bit(account.distinguished_name, data["enabled"])))
+        if changes:
+            self.ldap._call(f"Set-ADServiceAccount {account.name}", self.ldap._connection.modify, account.distinguished_name, changes)
+        return self._gmsa(self._gmsa_by_guid(data["object_guid"]))
 
     def delete_gmsa(self, data: dict) -> None:
         self.ldap.delete_gmsa(self._gmsa_by_guid(data["object_guid"]))

@@ -22,6 +22,7 @@ from ansible.module_utils.errors import AnsibleFallbackNotFound
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import (
     decode_security_descriptor,
     encode_group_msa_membership,
+    rewrite_password_readers,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_sid
 
@@ -92,6 +93,8 @@ class GmsaAccount:
     object_guid: str
     password_interval_days: int
     settings: GmsaSettings
+    # msDS-GroupMSAMembership as read: a rewrite keeps the ACEs of it that settings do not describe.
+    membership: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -241,11 +244,14 @@ def gmsa_from_attributes(values: dict[str, Any]) -> GmsaAccount:
             description=values["description"] or None,
             enabled=values["enabled"],
         ),
+        membership=membership,
     )
 
 
-def gmsa_attribute_changes(current: GmsaSettings | None, desired: GmsaSettings) -> tuple[dict[str, Any], list[str]]:
+def gmsa_attribute_changes(current: GmsaSettings | None, desired: GmsaSettings, current_membership: bytes | None = None) -> tuple[dict[str, Any], list[str]]:
     """LDAP attributes to replace and to clear so that ``current`` becomes ``desired`` (all of them on creation).
+
+    ``current_membership`` is the descriptor in AD: a new one keeps its deny, object and other ACEs.
 
     ``enabled`` is left out: each transport has its own way to write it (userAccountControl, -Enabled).
     AD compares host names and SPNs case-insensitively, so a change of case alone is no change.
@@ -263,7 +269,7 @@ def gmsa_attribute_changes(current: GmsaSettings | None, desired: GmsaSettings) 
         if current is not None and (normalize(new) if normalize else new) == (normalize(old) if normalize else old):
             continue
         if attribute == "msDS-GroupMSAMembership":
-            replace[attribute] = encode_group_msa_membership(new)
+            replace[attribute] = rewrite_password_readers(current_membership, new) if current_membership else encode_group_msa_membership(new)
         elif new in (None, "", []):
             if current is not None:
                 clear.append(attribute)

@@ -260,7 +260,7 @@ class LdapDomainClient(DomainClient):
         return self._find_gmsa(dn)
 
     def update_gmsa(self, account: GmsaAccount, settings: GmsaSettings) -> GmsaAccount:
-        replace, clear = gmsa_attribute_changes(account.settings, settings)
+        replace, clear = gmsa_attribute_changes(account.settings, settings, account.membership)
         changes = [("replace", name, value) for name, value in replace.items()]
         changes += [("delete", name, []) for name in clear]
         if settings.enabled != account.settings.enabled:

@@ -136,7 +136,8 @@ $accounts = foreach ($name in $in.names) {
 $result = @{ accounts = @($accounts) }
 """
 
-# Who may retrieve the password goes through the cmdlets' own parameter (SIDs), which writes the descriptor.
+# Who may retrieve the password goes through the cmdlet's own parameter (SIDs) on creation, when there is no
+# descriptor yet whose other ACEs a rewrite must keep (UPDATE_GMSA writes the whole descriptor).
 CREATE_GMSA = r"""
 $parameters = @{
     Name = $in.name
@@ -159,13 +160,10 @@ UPDATE_GMSA = r"""
 $parameters = @{ Identity = $in.object_guid }
 $replace = @{}
 foreach ($property in $in.replace.PSObject.Properties) { $replace[$property.Name] = $property.Value }
+if ($null -ne $in.membership) { $replace['msDS-GroupMSAMembership'] = [byte[]][Convert]::FromBase64String($in.membership) }
 if ($replace.Count) { $parameters['Replace'] = $replace }
 if ($in.clear.Count) { $parameters['Clear'] = [string[]]$in.clear }
 if ($null -ne $in.enabled) { $parameters['Enabled'] = $in.enabled }
-if ($null -ne $in.password_readers) {
-    $readers = if ($in.password_readers.Count) { [string[]]$in.password_readers } else { $null }
-    $parameters['PrincipalsAllowedToRetrieveManagedPassword'] = $readers
-}
 Set-ADServiceAccount @parameters
 $result = ConvertTo-GmsaResult (Get-ADServiceAccount -Identity $in.object_guid -Properties $gmsaProperties)
 """

@@ -10,6 +10,9 @@ DACL revision and mask): revision 1, control SE_DACL_PRESENT | SE_SELF_RELATIVE,
 no group, no SACL, and a DACL of revision 4 (ACL_REVISION_DS) with one ACCESS_ALLOWED ACE of mask 0xF01FF per
 principal, laid out as header, DACL, owner. The decoder accepts any layout and counts a principal as a
 password reader as samba-tool's ``trustees`` does: an ACCESS_ALLOWED ACE that grants READ_PROPERTY.
+
+:func:`rewrite_password_readers` changes only the plain grants of an existing descriptor: deny ACEs, object
+ACEs and anything else others put there stay, in their order, so a deny still wins over a grant after it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ PASSWORD_READER_MASK = 0x000F01FF
 
 _READ_PROPERTY = 0x00000010
 _SE_DACL_PRESENT = 0x0004
+_SE_SACL_PRESENT = 0x0010
 _SE_DACL_AUTO_INHERITED = 0x0400
 _SE_DACL_PROTECTED = 0x1000
 _SE_SELF_RELATIVE = 0x8000
@@ -154,13 +158,51 @@ def encode_group_msa_membership(principal_sids: Iterable[str], owner_sid: str = 
     """
     # Deduplicate on the binary form so that differently written copies of one SID count once.
     sids = dict.fromkeys(sid_to_bytes(sid, f"{field}[{index}]") for index, sid in enumerate(principal_sids))
-    aces = b"".join(_ACE_HEADER.pack(_ACCESS_ALLOWED, 0, _ACE_HEADER.size + len(sid), PASSWORD_READER_MASK) + sid for sid in sids)
-    dacl = _ACL_HEADER.pack(_ACL_REVISION_DS, 0, _ACL_HEADER.size + len(aces), len(sids), 0) + aces
-    owner = sid_to_bytes(owner_sid, "owner_sid")
-    dacl_offset = _SD_HEADER.size
-    owner_offset = dacl_offset + len(dacl)
-    header = _SD_HEADER.pack(_SD_REVISION, 0, _SE_DACL_PRESENT | _SE_SELF_RELATIVE, owner_offset, 0, 0, dacl_offset)
-    return header + dacl + owner
+    aces = tuple(Ace(_ACCESS_ALLOWED, 0, PASSWORD_READER_MASK, sid_from_bytes(sid)) for sid in sids)
+    owner = sid_from_bytes(sid_to_bytes(owner_sid, "owner_sid"))
+    return encode_security_descriptor(SecurityDescriptor(_SE_DACL_PRESENT | _SE_SELF_RELATIVE, owner, None, aces))
+
+
+def _encode_ace(ace: Ace) -> bytes:
+    body = b""
+    if ace.ace_type in (_ACCESS_ALLOWED_OBJECT, _ACCESS_DENIED_OBJECT):
+        object_flags = (_OBJECT_TYPE_PRESENT if ace.object_type else 0) | (_INHERITED_OBJECT_TYPE_PRESENT if ace.inherited_object_type else 0)
+        body = object_flags.to_bytes(4, "little") + b"".join(uuid.UUID(guid).bytes_le for guid in (ace.object_type, ace.inherited_object_type) if guid)
+    body += sid_to_bytes(ace.sid)
+    return _ACE_HEADER.pack(ace.ace_type, ace.flags, _ACE_HEADER.size + len(body), ace.mask) + body
+
+
+def encode_security_descriptor(descriptor: SecurityDescriptor) -> bytes:
+    """Encode a self-relative descriptor: header, DACL, owner, group (no SACL), as the encoder above lays it out."""
+    parts, offsets = [], {}
+    position = _SD_HEADER.size
+    if descriptor.dacl is not None:
+        aces = b"".join(_encode_ace(ace) for ace in descriptor.dacl)
+        parts.append(_ACL_HEADER.pack(_ACL_REVISION_DS, 0, _ACL_HEADER.size + len(aces), len(descriptor.dacl), 0) + aces)
+        offsets["dacl"], position = position, position + len(parts[-1])
+    for name in ("owner", "group"):
+        sid = getattr(descriptor, name)
+        if sid:
+            parts.append(sid_to_bytes(sid))
+            offsets[name], position = position, position + len(parts[-1])
+    control = (descriptor.control | _SE_SELF_RELATIVE) & ~_SE_SACL_PRESENT
+    control = control | _SE_DACL_PRESENT if descriptor.dacl is not None else control & ~_SE_DACL_PRESENT
+    header = _SD_HEADER.pack(_SD_REVISION, 0, control, offsets.get("owner", 0), offsets.get("group", 0), 0, offsets.get("dacl", 0))
+    return header + b"".join(parts)
+
+
+def rewrite_password_readers(current: bytes, principal_sids: Iterable[str], field: str = "principals") -> bytes:
+    """``current`` with exactly ``principal_sids`` granted the password read; every other ACE kept as it is.
+
+    A plain grant of a principal that stays is kept in place; one of a principal that goes is dropped; a new
+    principal's grant (the mask impacket and samba-tool write) goes to the end, after any deny ACE.
+    """
+    descriptor = decode_security_descriptor(current)
+    wanted = {format_sid(*parse_sid(sid, f"{field}[{index}]")): None for index, sid in enumerate(principal_sids)}
+    kept = [ace for ace in descriptor.dacl or () if not ace.grants_password_read or ace.sid in wanted]
+    granted = {ace.sid for ace in kept if ace.grants_password_read}
+    kept += [Ace(_ACCESS_ALLOWED, 0, PASSWORD_READER_MASK, sid) for sid in wanted if sid not in granted]
+    return encode_security_descriptor(SecurityDescriptor(descriptor.control, descriptor.owner, descriptor.group, tuple(kept)))
 
 
 def decode_security_descriptor(data: bytes) -> SecurityDescriptor:

@@ -261,15 +261,16 @@ class WinRMDomainClient(DomainClient):
         return self._gmsa(self.run("create_gmsa", data))
 
     def update_gmsa(self, account: GmsaAccount, settings: GmsaSettings) -> GmsaAccount:
-        replace, clear = gmsa_attribute_changes(account.settings, settings)
-        # The cmdlet writes the descriptor from SIDs (-PrincipalsAllowedToRetrieveManagedPassword).
-        readers_changed = replace.pop("msDS-GroupMSAMembership", None) is not None
+        replace, clear = gmsa_attribute_changes(account.settings, settings, account.membership)
+        # The whole descriptor, not -PrincipalsAllowedToRetrieveManagedPassword: the cmdlet would write one of
+        # plain grants only, dropping the deny and object ACEs others put there. JSON carries bytes as base64.
+        membership = replace.pop("msDS-GroupMSAMembership", None)
         data = {
             "object_guid": account.object_guid,
             "replace": replace,
             "clear": clear,
             "enabled": settings.enabled if settings.enabled != account.settings.enabled else None,
-            "password_readers": list(settings.password_readers) if readers_changed else None,
+            "membership": base64.b64encode(membership).decode("ascii") if membership is not None else None,
         }
         return self._gmsa(self.run("update_gmsa", data))
 

@@ -18,6 +18,12 @@ import pytest
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ps_scripts
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import ConnectionSettings, DomainClient, DomainFacts, principal_lookup_attribute
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._security_descriptor import (
+    Ace,
+    SecurityDescriptor,
+    decode_security_descriptor,
+    encode_security_descriptor,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import POWERSHELL_ARGUMENTS, WinRMDomainClient, encode_command
 
 tree_sitter = pytest.importorskip("tree_sitter")
@@ -166,18 +172,25 @@ def test_encode_command_is_utf16le_base64():
     assert base64.b64decode(encode_command("Get-Date")) == "Get-Date".encode("utf-16-le")
 
 
-def test_update_names_the_password_readers_by_sid():
+def test_update_writes_the_whole_descriptor_keeping_what_others_put_there():
+    # Allow G, then Deny U (someone else's), in AD; the task adds H.
+    existing = encode_security_descriptor(SecurityDescriptor(0x8004, "S-1-5-32-544", None, (
+        Ace(0x00, 0, 0xF01FF, "S-1-5-21-1-2-3-1105"), Ace(0x01, 0, 0xF01FF, "S-1-5-21-1-2-3-1106"),
+    )))
     account_json = {
         "name": "web", "sam_account_name": "web$", "distinguished_name": "CN=web,CN=Managed Service Accounts,DC=contoso,DC=com",
         "sid": "S-1-5-21-1-2-3-1110", "object_guid": "5f1e3b47-1c2c-4d8e-9b47-2d6f3a2b9f10", "password_interval_days": 30,
-        "dns_host_name": "web.contoso.com", "spns": ["host/web"], "membership": None, "encryption_types": 24, "description": None, "enabled": True,
+        "dns_host_name": "web.contoso.com", "spns": ["host/web"], "membership": base64.b64encode(existing).decode(),
+        "encryption_types": 24, "description": None, "enabled": True,
     }
     client, protocol = winrm_client({"result": {"accounts": [account_json]}})
     account = client.find_gmsas(["web"])["web"]
     protocol.answer = {"result": account_json}
-    client.update_gmsa(account, dataclasses.replace(account.settings, password_readers=("S-1-5-21-1-2-3-1105",), description="web"))
+    client.update_gmsa(account, dataclasses.replace(account.settings, password_readers=("S-1-5-21-1-2-3-1105", "S-1-5-21-1-2-3-1107"), description="web"))
     sent = sent_input(protocol, 1)
-    assert sent["password_readers"] == ["S-1-5-21-1-2-3-1105"]
+    assert decode_security_descriptor(base64.b64decode(sent["membership"])).to_sddl() == (
+        "O:BAD:(A;;0xf01ff;;;S-1-5-21-1-2-3-1105)(D;;0xf01ff;;;S-1-5-21-1-2-3-1106)(A;;0xf01ff;;;S-1-5-21-1-2-3-1107)"
+    )
     assert sent["replace"] == {"description": "web"}
     assert sent["enabled"] is None
 

@@ -292,11 +292,11 @@ def script_facts(script: str) -> ScriptFacts:
                                 for key, value in _hash_keys(entry[1]):
                                     parameters.append(key)
                                     if key.lower() in attribute_parameters:
-                                        _note_hash_attributes(value, facts)
+                                        _note_hash_attributes(value, facts, hashtables)
                             else:
                                 parameters.append(entry[1])
                                 if entry[1].lower() in attribute_parameters:
-                                    _note_hash_attributes(entry[2], facts)
+                                    _note_hash_attributes(entry[2], facts, hashtables)
                                 elif entry[1].lower() == "clear":
                                     note_attribute_strings(entry[2])
                     elif previous is not None and previous.lower() in ("properties", "clear") and element.type != "command_argument_sep":
@@ -311,8 +311,16 @@ def script_facts(script: str) -> ScriptFacts:
     return facts
 
 
-def _note_hash_attributes(value, facts: ScriptFacts) -> None:
-    """-Add/-Remove/-Replace @{ attribute = ... }: the keys are attribute names."""
+def _note_hash_attributes(value, facts: ScriptFacts, hashtables: dict) -> None:
+    """-Add/-Remove/-Replace @{ attribute = ... } or $table: the keys are attribute names."""
+    value = unwrap(value)
+    if value.type == "variable":
+        for entry in hashtables.get(text(value).lstrip("$").lower(), []):
+            if entry[0] == "literal":
+                facts.attributes.update(key for key, _value in _hash_keys(entry[1]))
+            else:
+                facts.attributes.add(entry[1])
+        return
     for literal in walk(value):
         if literal.type == "hash_literal_expression":
             facts.attributes.update(key for key, _value in _hash_keys(literal))
@@ -457,6 +465,7 @@ MISSPELLINGS = [
     ("read_managed_password", "$account.'msDS-ManagedPassword'", "$account.'msDS-ManagedPasword'", "unknown attribute 'msDS-ManagedPasword'"),
     ("container_exists", "'distinguishedName -eq $dn'", "'distinguishedNme -eq $dn'", "unknown attribute 'distinguishedNme'"),
     ("set_group_members", "@{ member = [string[]]$in.add }", "@{ members = [string[]]$in.add }", "unknown attribute 'members'"),
+    ("update_gmsa", "$replace['msDS-GroupMSAMembership']", "$replace['msDS-GroupManagedMembership']", "unknown attribute 'msDS-GroupManagedMembership'"),
     ("delete_gmsa", "$in.object_guid", "$in.objectguid", "reads $in.objectguid, which the Python side does not send"),
     ("delete_gmsa", "$in.object_guid", "$in.objectguid", "ignores the input key 'object_guid' that the Python side sends"),
 ]

@@ -10,6 +10,8 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._securit
     Ace,
     decode_security_descriptor,
     encode_group_msa_membership,
+    encode_security_descriptor,
+    rewrite_password_readers,
     sid_from_bytes,
     sid_to_bytes,
 )
@@ -177,3 +179,32 @@ def test_decode_null_dacl():
 def test_decode_rejects_malformed_descriptors(data, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
         decode_security_descriptor(data)
+
+
+def test_encode_reproduces_impackets_mixed_descriptor():
+    # Deny, object and inherit-only ACEs, a group and DACL flags, byte for byte as impacket laid them out.
+    assert encode_security_descriptor(decode_security_descriptor(MIXED)) == MIXED
+
+
+def test_rewrite_keeps_deny_and_object_aces_and_adds_the_new_reader_last():
+    rewritten = decode_security_descriptor(rewrite_password_readers(MIXED, ["S-1-5-21-1-2-3-1105", "S-1-5-21-1-2-3-1110"]))
+    assert rewritten.to_sddl() == (
+        "O:BAG:SYD:P(A;CI;0x10;;;S-1-5-21-1-2-3-1105)(D;;0xf01ff;;;S-1-5-21-1-2-3-1106)"
+        "(OA;;0x10;e362ed86-b728-0842-b27d-2dea7a9df218;;S-1-5-21-1-2-3-1107)(A;IO;0xf01ff;;;S-1-5-21-1-2-3-1108)"
+        "(A;;0x20;;;S-1-5-21-1-2-3-1109)(A;;0xf01ff;;;S-1-5-21-1-2-3-1110)"
+    )
+
+
+def test_rewrite_drops_only_the_grant_of_a_reader_that_goes():
+    rewritten = decode_security_descriptor(rewrite_password_readers(MIXED, []))
+    assert rewritten.password_readers == ()
+    assert rewritten.other_aces == decode_security_descriptor(MIXED).other_aces
+
+
+def test_rewrite_of_the_same_readers_changes_nothing():
+    assert rewrite_password_readers(TWO_READERS, [GROUP_SID, USER_SID]) == TWO_READERS
+
+
+def test_rewrite_names_the_bad_principal():
+    with pytest.raises(ValidationError, match=r"readers\[1\]"):
+        rewrite_password_readers(ONE_READER, [USER_SID, "S-1-x"], field="readers")
