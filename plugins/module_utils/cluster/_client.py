@@ -66,9 +66,12 @@ class Kind:
     plural: str
     namespaced: bool
 
+    @property
+    def group_version_path(self) -> str:
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        parts = [root]
+        parts = [self.group_version_path]
         if self.namespaced and namespace:
             parts.append(f"namespaces/{namespace}")
         parts.append(self.plural)
@@ -93,6 +96,8 @@ KINDS = {
         Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
         Kind("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", False),
         Kind("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", False),
+        Kind("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", False),
+        Kind("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", False),
         Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False),
         Kind("windows.k8s.io/v1", "GMSACredentialSpec", "gmsacredentialspecs", False),
         Kind("cert-manager.io/v1", "Issuer", "issuers", True),
@@ -187,6 +192,17 @@ class Cluster:
         if retries:
             message = f"{message} (still so after {retries} retries at the times the server asked for)"
         return ApiError(f"{action}: {message}", error.status, reason)
+
+    def serves(self, kind: str) -> bool:
+        """Whether the API server serves ``kind`` at the version of :data:`KINDS`, by discovery of its group version."""
+        entry = KINDS[kind]
+        try:
+            resources = self._request("get", entry.group_version_path, f"discovering {entry.api_version}").get("resources", [])
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(resource.get("name") == entry.plural for resource in resources)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist (a kind the API does not serve counts as not existing)."""
