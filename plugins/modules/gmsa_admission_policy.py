@@ -14,6 +14,9 @@ description:
   - This module installs a C(ValidatingAdmissionPolicy) and its binding that let only members of O(allowed_groups)
     add, change or remove those labels, on C(namespaces) and their C(status) and C(finalize) subresources.
     Other label changes are not affected.
+  - Whom RBAC allows the verb C(opt-out) on C(gmsacredentialspecs.windows.k8s.io) may change them too. The verb grants
+    nothing else. C(cluster-admin) has it through its wildcards, so a cluster admin who is not in the groups (a service
+    account bound to C(cluster-admin), for example) keeps the right, and it can be granted with a ClusterRole.
   - The policy is used only where the API server serves C(admissionregistration.k8s.io/v1)
     C(ValidatingAdmissionPolicy) (Kubernetes 1.30 and later), which the module finds out by API discovery. Elsewhere
     it changes nothing, warns, and returns RV(supported=false), unless O(require_support=true).

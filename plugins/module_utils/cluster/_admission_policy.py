@@ -5,7 +5,8 @@
 
 The webhook skips namespaces labelled ``windows.k8s.io/disabled=true`` (upstream's older manifests:
 ``gmsa-webhook=disabled``), so whoever may label a namespace may turn off the check that a pod's service
-account may ``use`` its credspec. The policy lets only members of named groups add, change or remove those labels.
+account may ``use`` its credspec. The policy lets only members of named groups (and whom RBAC allows the verb
+``opt-out`` on GMSACredentialSpecs, as cluster-admin does) add, change or remove those labels.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ OPT_OUT_LABELS = (OPT_OUT_LABEL, LEGACY_OPT_OUT_LABEL)
 # Labels can change through the status and finalize subresources too: their update strategies reset only spec or
 # status (k8s.io/kubernetes pkg/registry/core/namespace/strategy.go, PrepareForUpdate), never metadata.
 NAMESPACE_RESOURCES = ["namespaces", "namespaces/status", "namespaces/finalize"]
+# Who may opt out besides the named groups: whoever RBAC allows this verb on GMSACredentialSpecs. A custom verb
+# grants nothing else; cluster-admin has it through its wildcards, so a cluster admin outside the groups keeps it.
+OPT_OUT_VERB = "opt-out"
 # Label values cannot hold '<', so this stands for "no such label" and differs from every value, "" included.
 _ABSENT = "<absent>"
 
@@ -47,8 +51,9 @@ def policy(name: str, groups: list[str], labels: tuple[str, ...] = OPT_OUT_LABEL
         {
             "expression": f"variables.authorized || (oldObject != null ? {_label_value('oldObject', label)} : {_cel_string(_ABSENT)}) == "
             f"{_label_value('object', label)}",
-            "message": f"only members of {', '.join(groups)} may set, change or remove the namespace label {label}: "
-            "it turns off the gMSA webhook's check that a pod's service account may use its credential spec",
+            "message": f"only members of {', '.join(groups)} (or whom RBAC allows {OPT_OUT_VERB} on gmsacredentialspecs.windows.k8s.io) "
+            f"may set, change or remove the namespace label {label}: it turns off the gMSA webhook's check that a pod's service "
+            "account may use its credential spec",
             "reason": "Forbidden",
         }
         for label in labels
@@ -62,7 +67,13 @@ def policy(name: str, groups: list[str], labels: tuple[str, ...] = OPT_OUT_LABEL
             "matchConstraints": {
                 "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": NAMESPACE_RESOURCES}]
             },
-            "variables": [{"name": "authorized", "expression": f"request.userInfo.groups.exists(group, group in [{allowed}])"}],
+            "variables": [
+                {
+                    "name": "authorized",
+                    "expression": f"request.userInfo.groups.exists(group, group in [{allowed}]) || "
+                    f'authorizer.group("windows.k8s.io").resource("gmsacredentialspecs").check("{OPT_OUT_VERB}").allowed()',
+                }
+            ],
             "validations": validations,
         },
     }
