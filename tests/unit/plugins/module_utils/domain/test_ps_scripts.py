@@ -197,3 +197,26 @@ def test_update_writes_the_whole_descriptor_keeping_what_others_put_there():
 
 def test_every_operation_of_the_contract_has_a_script():
     assert set(_ps_scripts.OPERATIONS) == DomainClient.__abstractmethods__ - {"close"}
+
+
+def test_every_script_of_a_run_is_pinned_to_the_dc_the_first_one_found():
+    client, protocol = winrm_client({"result": {"valid": True}})
+    client.credentials_valid("ccg", "pw")
+    client.credentials_valid("ccg", "pw")
+    # The first request lets the script discover a writable DC; every later one names the DC it answered with.
+    assert [sent_request(protocol, index)["server"] for index in range(2)] == ["", "dc01.contoso.com"]
+
+
+def test_the_wrapper_pins_the_server_and_skips_the_ad_drive_before_any_cmdlet_runs():
+    head = _ps_scripts.WRAPPER_HEAD
+    # ADPS_LoadDefaultDrive is read by Import-Module ActiveDirectory; the default -Server applies to every *-AD* cmdlet.
+    assert head.index("$env:ADPS_LoadDefaultDrive = 0") < head.index("Import-Module ActiveDirectory")
+    assert head.index("Get-ADDomainController -Discover -Writable") < head.index("$PSDefaultParameterValues['*-AD*:Server'] = $server")
+    assert head.index("$PSDefaultParameterValues['*-AD*:Server']") < head.index("$null = . {")
+
+
+def test_the_retrieval_check_prints_no_blob():
+    # Only the sealed form leaves the script: nothing readable for a transcript or the output stream.
+    script = _ps_scripts.build_script("read_managed_password")
+    assert "ToBase64String($blob)" not in script and " blob = " not in script
+    assert "sealed_blob = $sealed" in script and "[Array]::Clear($blob, 0, $blob.Length)" in script
