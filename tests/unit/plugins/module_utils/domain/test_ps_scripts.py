@@ -15,6 +15,8 @@ import json
 import time
 
 import pytest
+import tree_sitter
+import tree_sitter_powershell
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ps_scripts
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import ConnectionSettings, DomainClient, DomainFacts, principal_lookup_attribute
@@ -25,9 +27,6 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._securit
     encode_security_descriptor,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import POWERSHELL_ARGUMENTS, WinRMDomainClient, encode_command
-
-tree_sitter = pytest.importorskip("tree_sitter")
-tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")
 
 PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
 

@@ -18,25 +18,19 @@ import dataclasses
 import datetime
 import json
 import os
-import time
 
 import pytest
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ps_scripts
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
-    ConnectionSettings,
     DomainUser,
     GmsaAccount,
     GmsaSettings,
     gmsa_attribute_changes,
     principal_lookup_attribute,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import WinRMDomainClient
+from test_ps_scripts import PARSER, winrm_client  # the same parser, and a WinRM client on a fake protocol
 
-tree_sitter = pytest.importorskip("tree_sitter")
-tree_sitter_powershell = pytest.importorskip("tree_sitter_powershell")
-
-PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
 
 _AD = "https://learn.microsoft.com/en-us/powershell/module/activedirectory/{}?view=windowsserver2025-ps"
 _KDS = "https://learn.microsoft.com/en-us/powershell/module/kds/{}?view=windowsserver2025-ps"
@@ -376,11 +370,7 @@ _CALLS = {
 
 
 def sent_request(operation: str) -> dict:
-    settings = ConnectionSettings(
-        transport="winrm", server="dc01.contoso.com", port=5985, username="CONTOSO\\admin", password="secret",
-        auth="ntlm", tls="none", validate_certs=True, ca_cert=None, timeout=60,
-    )
-    client = WinRMDomainClient(settings, time.monotonic() + 60)
+    client, _canned = winrm_client({})
     protocol = _RecordingProtocol()
     client._protocol = protocol
     with pytest.raises(_Sent):
