@@ -748,10 +748,11 @@ def cert_manager_certificate(module, cluster, settings):
     if module.params["wait"] and not module.check_mode:
         wait_for(issued, f"certificate {settings.namespace}/{settings.name}", module.params["wait_timeout"])
     served, detail = issued()
-    if not served:
+    if served:
+        return detail
+    if not module.check_mode:
         module.warn(f"{detail}; the pods start once it does, and the next run adds its fingerprint (which rolls them once)")
-        return None
-    return detail
+    return None
 
 
 def apply_certificates(reconciler, settings, tls, configurations_exist):

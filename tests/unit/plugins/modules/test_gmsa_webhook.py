@@ -277,3 +277,15 @@ def test_adopt_refuses_what_it_cannot_hand_over():
     with pytest.raises(gmsa_webhook.Conflict, match=r"adopt=true cannot migrate ClusterRole gmsa-webhook \(made by the install of this collection in "
                        r"namespace elsewhere\); Secret gmsa-webhook/gmsa-webhook-tls \(made by not this collection"):
         gmsa_webhook.check_adoptable(live, SETTINGS, foreign)
+
+
+def test_cert_manager_s_current_certificate_is_read_on_each_run():
+    _ca, _previous, server, _reason = gmsa_webhook.plan_certificates(SETTINGS, TLS, None, None, NOW)
+    secret = dict(_secret(server), kind="Secret", metadata={"name": "gmsa-webhook-tls", "namespace": "gmsa-webhook"})
+    settings = manifests.WebhookSettings(cert_manager=True)
+    module = FakeModule(wait=False)
+    served = gmsa_webhook.cert_manager_certificate(module, HandoverCluster([secret]), settings)
+    assert served == server.cert and module.warnings == []
+    # Not issued yet: no fingerprint, and the user is told when the pods will get one.
+    assert gmsa_webhook.cert_manager_certificate(module, HandoverCluster([]), settings) is None
+    assert "cert-manager has not yet written Secret gmsa-webhook/gmsa-webhook-tls" in module.warnings[0]

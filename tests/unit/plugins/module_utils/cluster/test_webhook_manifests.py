@@ -65,7 +65,8 @@ def test_deployment_runs_non_root_on_linux_and_reads_its_certificate_at_start():
     assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": "gmsa-webhook-tls"}}]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     assert "priorityClassName" not in pod
-    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    (spread,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
 
 
 def test_a_new_certificate_rolls_the_pods_one_at_a_time_keeping_one_ready():
