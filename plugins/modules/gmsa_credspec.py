@@ -835,6 +835,11 @@ def main():
             validate_k8s_label(params["group"], "group")
         validate_identity(params["identity"])
         plans = [plan_entry(entry, index, params) for index, entry in enumerate(with_plugins_from_cluster(module, params["credspecs"]))]
+        for index, plan in enumerate(plans if params["state"] == "present" else ()):
+            if not plan["service_accounts"]:
+                # Never silently: Add-AksHciGMSACredentialSpec would have bound default/default (-serviceAccount's default).
+                module.warn(f"credspecs[{index}]: no service_accounts, so no pod may use GMSACredentialSpec {plan['name']}; "
+                            "name them (Add-AksHciGMSACredentialSpec binds the service account default of namespace default)")
         for key, what, option in (("name", "GMSACredentialSpec", "name"), ("role_name", "ClusterRole", "cluster_role_name")):
             names = [plan[key] for plan in plans]
             duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -116,3 +116,15 @@ def test_the_placeholder_clsid_of_the_examples_is_refused(run_offline):
     args = dict(task, domain=DOMAIN, identity={"username": "gmsa-portable", "password": "Pa55-w0rd!"})
     result = run_offline(gmsa_credspec, args)
     assert "credspecs[0].host_account_config.plugin_guid: '{REPLACE-WITH-YOUR-PLUGIN-CLSID}' is not a GUID" in result["msg"]
+
+
+def test_a_credspec_no_pod_may_use_is_never_made_silently(monkeypatch, run_offline):
+    """Without service_accounts the module warns (the cmdlet would bind default/default); here it stops at the cluster."""
+    warnings = []
+    monkeypatch.setattr("ansible.module_utils.basic.AnsibleModule.warn", lambda module, message: warnings.append(message))
+    with pytest.raises(AssertionError, match="reached for the cluster"):
+        run_offline(gmsa_credspec, {"domain": DOMAIN, "credspecs": [{"account_name": "WebApp01"}]})
+    assert warnings == [
+        "credspecs[0]: no service_accounts, so no pod may use GMSACredentialSpec webapp01; "
+        "name them (Add-AksHciGMSACredentialSpec binds the service account default of namespace default)"
+    ]
