@@ -81,7 +81,11 @@ NS = {
 _SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 _BOUNDARY = b"--Encrypted Boundary"
 # MS-WSMV 2.2.9.1: the protocol string of each kind of message encryption; CredSSP splits messages into 16 KiB chunks.
-_ENCRYPTED_PROTOCOLS = {"ntlm": "application/HTTP-SPNEGO-session-encrypted", "kerberos": "application/HTTP-SPNEGO-session-encrypted", "credssp": "application/HTTP-CredSSP-session-encrypted"}
+_ENCRYPTED_PROTOCOLS = {
+    "ntlm": "application/HTTP-SPNEGO-session-encrypted",
+    "kerberos": "application/HTTP-SPNEGO-session-encrypted",
+    "credssp": "application/HTTP-CredSSP-session-encrypted",
+}
 _CREDSSP_CHUNK = 16384
 _NTLMSSP_SIGNATURE = b"NTLMSSP\0"
 # https://learn.microsoft.com/en-us/troubleshoot/windows-client/shell-experience/command-line-string-limitation
@@ -405,7 +409,8 @@ class PowerShellOnLdap:
         self.operations.append(operation)
         data = request.get("input")
         if data is None:
-            return self._error("the request carries no input document", "System.Management.Automation.RuntimeException", "the request carries no input document")
+            message = "the request carries no input document"
+            return self._error(message, "System.Management.Automation.RuntimeException", message)
         for key in _ps_scripts.input_keys(operation):
             if key not in data:
                 message = f"the input document lacks the key '{key}'"
@@ -597,7 +602,8 @@ def _seal(blob: bytes, recipient_key_xml: str) -> dict:
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padder.update(blob) + padder.finalize()) + encryptor.finalize()
     oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-    return {"key": base64.b64encode(public_key.encrypt(key, oaep)).decode(), "iv": base64.b64encode(iv).decode(), "ciphertext": base64.b64encode(ciphertext).decode()}
+    sealed = {"key": public_key.encrypt(key, oaep), "iv": iv, "ciphertext": ciphertext}
+    return {name: base64.b64encode(value).decode() for name, value in sealed.items()}
 
 
 # --- pytest fixtures (a plugin of the domain integration tests) ---------------------------------------------------

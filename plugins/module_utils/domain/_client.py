@@ -427,7 +427,10 @@ class ConnectionSettings:
         if auth == "basic" and transport == "winrm":
             # The WinRM service checks Basic credentials against local accounts only, and a DC has none
             # (https://learn.microsoft.com/en-us/windows/win32/winrm/authentication-for-remote-connections).
-            raise DomainError("domain_auth: basic authenticates only local accounts of the WinRM host, which a DC has none of; use kerberos (recommended), ntlm or credssp with the winrm transport")
+            raise DomainError(
+                "domain_auth: basic authenticates only local accounts of the WinRM host, which a DC has none of;"
+                " use kerberos (recommended), ntlm or credssp with the winrm transport"
+            )
         if auth == "basic" and tls == "none":
             raise DomainError("domain_auth: basic sends the password in clear text; it is accepted only with domain_tls tls or starttls")
         if auth != "kerberos" and not (params["domain_username"] and params["domain_password"]):

@@ -16,7 +16,12 @@ from unittest import mock
 import pytest
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _ldap_transport as _domain_ldap
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import AuthenticationFailed, ConnectionSettings, DomainConnectionError, GmsaSettings
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
+    AuthenticationFailed,
+    ConnectionSettings,
+    DomainConnectionError,
+    GmsaSettings,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap_transport import (
     LdapDomainClient,
     datetime_to_filetime,

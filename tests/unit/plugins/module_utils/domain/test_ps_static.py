@@ -38,7 +38,9 @@ _UTILITY = "https://learn.microsoft.com/en-us/powershell/module/microsoft.powers
 _CORE = "https://learn.microsoft.com/en-us/powershell/module/microsoft.powershell.core/{}?view=powershell-5.1"
 
 # about_CommonParameters (https://learn.microsoft.com/en-us/powershell/module/microsoft.powershell.core/about/about_commonparameters?view=powershell-5.1)
-COMMON_PARAMETERS = "Debug ErrorAction ErrorVariable InformationAction InformationVariable OutBuffer OutVariable PipelineVariable Verbose WarningAction WarningVariable"
+COMMON_PARAMETERS = (
+    "Debug ErrorAction ErrorVariable InformationAction InformationVariable OutBuffer OutVariable PipelineVariable Verbose WarningAction WarningVariable"
+)
 SHOULD_PROCESS = "Confirm WhatIf"
 
 # Cmdlet -> (its reference, its parameters besides the common ones). Windows PowerShell 5.1's own cmdlets are
@@ -406,8 +408,11 @@ def script_problems(operation: str, script: str) -> list[str]:
     problems += [f"reads $in.{key}, which the Python side does not send" for key in sorted(facts.input_keys - sent)]
     problems += [f"ignores the input key {key!r} that the Python side sends" for key in sorted(sent - facts.input_keys)]
     problems += [f"uses {member}, which .NET Framework 4.5 lacks" for member in sorted(facts.members & NET46_MEMBERS)]
-    problems += [f"uses the type {name}, which .NET Framework 4.5 lacks" for name in sorted(facts.types) if any(name.startswith(denied) for denied in NET46_TYPES)]
-    problems += [f"uses {variable}, which Windows PowerShell 5.1 lacks" for variable in sorted(facts.variables) if variable.lower() in {v.lower() for v in PS6_VARIABLES}]
+    problems += [
+        f"uses the type {name}, which .NET Framework 4.5 lacks" for name in sorted(facts.types) if any(name.startswith(denied) for denied in NET46_TYPES)
+    ]
+    ps6_variables = {variable.lower() for variable in PS6_VARIABLES}
+    problems += [f"uses {variable}, which Windows PowerShell 5.1 lacks" for variable in sorted(facts.variables) if variable.lower() in ps6_variables]
     problems += [f"uses the pipeline chain operator {operator} (PowerShell 7)" for operator in facts.chain_operators]
     return problems
 
@@ -451,7 +456,7 @@ MISSPELLINGS = [
     ("find_gmsas", "-Properties $gmsaProperties", "-Property $gmsaProperties", "Get-ADServiceAccount has no parameter -Property"),
     ("create_gmsa", "ManagedPasswordIntervalInDays = ", "ManagedPasswordInterval = ", "New-ADServiceAccount has no parameter -ManagedPasswordInterval"),
     ("create_user", "-Reset -NewPassword", "-Reset -NewPasword", "Set-ADAccountPassword has no parameter -NewPasword"),
-    ("find_gmsas", "'msDS-GroupMSAMembership', 'msDS-SupportedEncryptionTypes'", "'msDS-GroupMSAMembershp', 'msDS-SupportedEncryptionTypes'", "unknown attribute 'msDS-GroupMSAMembershp'"),
+    ("find_gmsas", "'msDS-GroupMSAMembership', 'msDS-Supported", "'msDS-GroupMSAMembershp', 'msDS-Supported", "unknown attribute 'msDS-GroupMSAMembershp'"),
     ("read_managed_password", "$account.'msDS-ManagedPassword'", "$account.'msDS-ManagedPasword'", "unknown attribute 'msDS-ManagedPasword'"),
     ("container_exists", "'distinguishedName -eq $dn'", "'distinguishedNme -eq $dn'", "unknown attribute 'distinguishedNme'"),
     ("set_group_members", "@{ member = [string[]]$in.add }", "@{ members = [string[]]$in.add }", "unknown attribute 'members'"),
@@ -472,7 +477,7 @@ def test_a_misspelling_fails_the_check(operation, correct, wrong, problem):
 NEWER_THAN_51 = [
     ("$unixTime = [DateTimeOffset]::Now.ToUnixTimeSeconds()", "uses ToUnixTimeSeconds, which .NET Framework 4.5 lacks"),
     ("$when = [DateTimeOffset]::FromUnixTimeSeconds(0)", "uses FromUnixTimeSeconds, which .NET Framework 4.5 lacks"),
-    ("$padding = [System.Security.Cryptography.RSAEncryptionPadding]::OaepSHA256", "uses the type System.Security.Cryptography.RSAEncryptionPadding, which .NET Framework 4.5 lacks"),
+    ("$padding = [System.Security.Cryptography.RSAEncryptionPadding]::OaepSHA256", "uses the type System.Security.Cryptography.RSAEncryptionPadding"),
     ("Get-ADDomain && Get-ADDomain", "uses the pipeline chain operator && (PowerShell 7)"),
     ("Get-ADDomain || Get-ADDomain", "uses the pipeline chain operator || (PowerShell 7)"),
     ("$in.names | ForEach-Object -Parallel { $_ }", "ForEach-Object has no parameter -Parallel"),

@@ -15,7 +15,12 @@ import pytest
 import requests
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import AuthenticationFailed, ConnectionSettings, DomainConnectionError, DomainError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
+    AuthenticationFailed,
+    ConnectionSettings,
+    DomainConnectionError,
+    DomainError,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._winrm_transport import WinRMDomainClient, clixml_to_text
 
 CLIXML = (
