@@ -269,10 +269,12 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     DEFAULT_ENCRYPTION_TYPES,
     DEFAULT_PASSWORD_INTERVAL_DAYS,
     ENCRYPTION_TYPES,
+    BatchFailed,
     DomainClient,
     DomainError,
     DomainFacts,
     GmsaAccount,
+    GmsaCreation,
     GmsaSettings,
     apply_list_changes,
     check_container,
@@ -523,32 +525,76 @@ def plan_accounts(client: DomainClient, accounts: list[dict]) -> list[AccountPla
     return plans
 
 
+def apply_plans(client: DomainClient, plans: list[AccountPlan], applied: dict) -> None:
+    """Write what the changed ``plans`` ask for: deletions, creations and updates each in one batch, recreations one by
+    one (each keeps its journal). ``applied`` gets each plan whose write is made, mapped to its account as it is now
+    (None when deleted, or not read back); after a failure it holds what was done before it."""
+    deletions = [plan for plan in plans if plan.desired is None]
+    creations = [plan for plan in plans if plan.existing is None]
+    updates = [plan for plan in plans if plan.existing and plan.desired and not plan.recreate]
+    batches = (
+        (deletions, lambda: client.delete_gmsas([plan.existing for plan in deletions]) or [None] * len(deletions)),
+        (creations, lambda: client.create_gmsas([GmsaCreation(plan.name, plan.container, plan.interval, plan.desired) for plan in creations])),
+        (updates, lambda: client.update_gmsas([(plan.existing, plan.desired) for plan in updates])),
+    )
+    try:
+        for batch, write in batches:
+            if not batch:
+                continue
+            try:
+                applied.update(zip(batch, write()))
+            except BatchFailed as failed:
+                applied.update((plan, None) for plan in batch[:failed.done])
+                name = batch[failed.done].name
+                raise DomainError(str(failed) if name in str(failed) else f"{batch[failed.done].action} {name}: {failed}") from None
+    finally:
+        # An account restored after a failed recreate exists again: its journal has served.
+        for plan in creations:
+            if plan in applied:
+                plan.pending.remove()
+    for plan in plans:
+        if plan.recreate:
+            applied[plan] = plan.apply(client)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=domain_argument_spec(accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS)),
         supports_check_mode=True,
     )
     accounts = module.params["accounts"]
-    results, diff_before, diff_after = [], {}, {}
-    done, plan = [], None
+    plans, applied = [], {}
     try:
         validate_accounts(accounts)
         with open_domain_client(module.params, warn=module.warn) as client:
-            for plan in plan_accounts(client, accounts):
-                account = plan.apply(client) if plan.changed and not module.check_mode else plan.existing
-                results.append(dict(plan.result(account), changed=plan.changed))
-                if plan.changed:
-                    diff_before[plan.name] = plan.before()
-                    diff_after[plan.name] = plan.result(account)
-                    done += [] if module.check_mode else [f"{plan.action} {plan.name}"]
+            plans = plan_accounts(client, accounts)
+            if not module.check_mode:
+                apply_plans(client, [plan for plan in plans if plan.changed], applied)
     except (DomainError, ValidationError) as error:
-        # A batch that fails midway says what it changed before: those changes are made and stay made.
-        if plan is not None and plan.deleted and plan.desired is not None:
-            done.append(f"deleted {plan.name} to recreate it (a rerun creates it again)")
+        # A batch that fails midway says what it changed before (those changes are made and stay made) and what it
+        # did not attempt.
+        done = [f"{plan.action} {plan.name}" for plan in plans if plan in applied]
+        done += [f"deleted {plan.name} to recreate it (a rerun creates it again)" for plan in plans if plan.deleted and plan not in applied]
+        untouched = [plan.name for plan in plans if plan.changed and plan not in applied and not plan.deleted]
         message = f"{error}; before the failure, this task {', '.join(done)}" if done else str(error)
-        module.fail_json(msg=message, changed=bool(done), accounts=results, diff=dict(before=diff_before, after=diff_after))
-    changed = any(result["changed"] for result in results)
-    module.exit_json(changed=changed, accounts=results, diff=dict(before=diff_before, after=diff_after))
+        if untouched and applied:
+            message += f"; not changed: {', '.join(untouched)}"
+        results, diff = _results([plan for plan in plans if plan in applied], applied, lambda plan: True)
+        module.fail_json(msg=message, changed=bool(done), accounts=results, diff=diff)
+    results, diff = _results(plans, applied, lambda plan: plan.changed)
+    module.exit_json(changed=any(result["changed"] for result in results), accounts=results, diff=diff)
+
+
+def _results(plans: list[AccountPlan], applied: dict, changed) -> tuple[list[dict], dict]:
+    """The module's ``accounts`` and ``diff``: accounts as they are now where written (``applied``), else as planned."""
+    results, diff_before, diff_after = [], {}, {}
+    for plan in plans:
+        account = applied.get(plan, plan.existing)
+        results.append(dict(plan.result(account), changed=changed(plan)))
+        if changed(plan):
+            diff_before[plan.name] = plan.before()
+            diff_after[plan.name] = plan.result(account)
+    return results, dict(before=diff_before, after=diff_after)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ import pytest
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     AuthenticationFailed,
+    BatchFailed,
     DomainConnectionError,
     DomainError,
+    GmsaCreation,
     GmsaSettings,
     open_domain_client,
 )
@@ -107,6 +109,32 @@ def test_gmsa_lifecycle(client, unique_name):
 
     client.delete_gmsa(cleared)
     assert client.find_gmsas([unique_name]) == {}
+
+
+def test_gmsa_batches_stop_at_the_first_failure(client, unique_name):
+    facts = client.domain_facts()
+    container = f"CN=Managed Service Accounts,{facts.distinguished_name}"
+    names = [f"{unique_name[:11]}b{index:02d}" for index in range(20)]
+    creations = [GmsaCreation(name, container, 30, settings(name)) for name in names]
+    # The fourth goes to a container that does not exist: the DC refuses it, and the batch stops there.
+    creations[3] = dataclasses.replace(creations[3], container=f"OU=NoSuchOU,{facts.distinguished_name}")
+    try:
+        with pytest.raises(BatchFailed) as failed:
+            client.create_gmsas(creations)
+        assert failed.value.done == 3
+        assert set(client.find_gmsas(names)) == {name.lower() for name in names[:3]}
+
+        creations[3] = dataclasses.replace(creations[3], container=container)
+        created = client.create_gmsas(creations[3:])
+        assert [account.name.lower() for account in created] == [name.lower() for name in names[3:]]
+        assert all(account.settings == settings(account.name) for account in created)
+
+        accounts = [client.find_gmsas(names)[name.lower()] for name in names]
+        updated = client.update_gmsas([(account, settings(account.name, description="batch")) for account in accounts])
+        assert [account.settings.description for account in updated] == ["batch"] * 20
+    finally:
+        client.delete_gmsas(list(client.find_gmsas(names).values()))
+    assert client.find_gmsas(names) == {}
 
 
 def test_principals_by_name_sid_and_dn(client):

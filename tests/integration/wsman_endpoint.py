@@ -492,6 +492,29 @@ class PowerShellOnLdap:
     def delete_gmsa(self, data: dict) -> None:
         self.ldap.delete_gmsa(self._gmsa_by_guid(data["object_guid"]))
 
+    def _for_each_item(self, operation: str, data: dict) -> dict:
+        """What _ps_scripts.for_each_item does: the operation for each item in turn, stopping at the first failure."""
+        results = []
+        for item in data["items"]:
+            missing = [key for key in _ps_scripts.input_keys(operation) if key not in item]
+            try:
+                if missing:
+                    raise DomainError(f"an item of the input document lacks the key '{missing[0]}'")
+                results.append(getattr(self, operation)(item))
+            except (DomainError, LDAPError) as error:
+                failure = {"index": len(results), "message": str(error), "type": "Microsoft.ActiveDirectory.Management.ADException", "id": f"ActiveDirectoryServer:{operation}"}
+                return {"results": results, "failure": failure}
+        return {"results": results, "failure": None}
+
+    def create_gmsas(self, data: dict) -> dict:
+        return self._for_each_item("create_gmsa", data)
+
+    def update_gmsas(self, data: dict) -> dict:
+        return self._for_each_item("update_gmsa", data)
+
+    def delete_gmsas(self, data: dict) -> dict:
+        return self._for_each_item("delete_gmsa", data)
+
     def resolve_principals(self, data: dict) -> dict:
         identities = [lookup["value"] for lookup in data["lookups"]]
         found = self.ldap.resolve_principals(identities)

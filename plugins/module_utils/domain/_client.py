@@ -121,6 +121,38 @@ class DomainUser:
     groups: tuple[str, ...] = field(default=())  # distinguished names of the groups it is a direct member of
 
 
+@dataclass(frozen=True)
+class GmsaCreation:
+    """A gMSA to create: its name, the container (a DN) it goes into, and what it holds."""
+
+    name: str
+    container: str
+    password_interval_days: int
+    settings: GmsaSettings
+
+
+class BatchFailed(DomainError):
+    """A batch stopped at its first failure: the first ``done`` items were carried out, the next one failed, and
+    the rest were not attempted."""
+
+    def __init__(self, message: str, done: int) -> None:
+        super().__init__(message)
+        self.done = done
+
+
+def each_in_order(items: list, operation) -> list:
+    """``operation`` on each item in turn; the first failure stops the rest and raises :class:`BatchFailed`."""
+    results = []
+    for item in items:
+        try:
+            results.append(operation(item))
+        except BatchFailed:
+            raise
+        except DomainError as error:
+            raise BatchFailed(str(error), len(results)) from None
+    return results
+
+
 class DomainClient(abc.ABC):
     """Read and write the directory objects of the gMSA flow. Every method raises :class:`DomainError`.
 
@@ -171,6 +203,22 @@ class DomainClient(abc.ABC):
     @abc.abstractmethod
     def delete_gmsa(self, account: GmsaAccount) -> None:
         """Delete the gMSA."""
+
+    # Batches: one call for the accounts of a module run, each in order, stopping at the first failure
+    # (:class:`BatchFailed` says how many were carried out). A transport overrides them where a batch costs
+    # fewer round trips than its items one by one.
+
+    def create_gmsas(self, creations: list[GmsaCreation]) -> list[GmsaAccount]:
+        """:meth:`create_gmsa` for each; the accounts as created, in order."""
+        return each_in_order(creations, lambda new: self.create_gmsa(new.name, new.container, new.password_interval_days, new.settings))
+
+    def update_gmsas(self, updates: list[tuple[GmsaAccount, GmsaSettings]]) -> list[GmsaAccount]:
+        """:meth:`update_gmsa` for each ``(account, settings)``; the accounts as updated, in order."""
+        return each_in_order(updates, lambda update: self.update_gmsa(*update))
+
+    def delete_gmsas(self, accounts: list[GmsaAccount]) -> None:
+        """:meth:`delete_gmsa` for each."""
+        each_in_order(accounts, self.delete_gmsa)
 
     @abc.abstractmethod
     def resolve_principals(self, identities: list[str]) -> dict[str, Principal]:

@@ -23,9 +23,11 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     DomainFacts,
     DomainUser,
     GmsaAccount,
+    GmsaCreation,
     GmsaSettings,
     KdsRootKey,
     Principal,
+    each_in_order,
     gmsa_attribute_changes,
     gmsa_from_attributes,
     principal_lookup_attribute,
@@ -247,19 +249,36 @@ class LdapDomainClient(DomainClient):
         })
 
     def create_gmsa(self, name: str, container: str, password_interval_days: int, settings: GmsaSettings) -> GmsaAccount:
-        dn = f"CN={escape_dn_value(name)},{container}"
-        attributes = gmsa_attribute_changes(None, settings)[0]
+        return self._find_gmsa(self._add_gmsa(GmsaCreation(name, container, password_interval_days, settings)))
+
+    def create_gmsas(self, creations: list[GmsaCreation]) -> list[GmsaAccount]:
+        # One search reads them all back afterwards, not one read per account.
+        each_in_order(creations, self._add_gmsa)
+        return self._read_back([new.name for new in creations])
+
+    def _add_gmsa(self, new: GmsaCreation) -> str:
+        dn = f"CN={escape_dn_value(new.name)},{new.container}"
+        attributes = gmsa_attribute_changes(None, new.settings)[0]
         attributes.update({
             "objectClass": "msDS-GroupManagedServiceAccount",
-            "sAMAccountName": f"{name}$",
-            "msDS-ManagedPasswordInterval": password_interval_days,
+            "sAMAccountName": f"{new.name}$",
+            "msDS-ManagedPasswordInterval": new.password_interval_days,
             # Without WORKSTATION_TRUST_ACCOUNT Samba creates the account disabled (4130).
-            "userAccountControl": _WORKSTATION_TRUST_ACCOUNT | (0 if settings.enabled else _ACCOUNTDISABLE),
+            "userAccountControl": _WORKSTATION_TRUST_ACCOUNT | (0 if new.settings.enabled else _ACCOUNTDISABLE),
         })
-        self._call(f"creating gMSA {name}", self._connection.add, dn, attributes)
-        return self._find_gmsa(dn)
+        self._call(f"creating gMSA {new.name}", self._connection.add, dn, attributes)
+        return dn
 
     def update_gmsa(self, account: GmsaAccount, settings: GmsaSettings) -> GmsaAccount:
+        self._modify_gmsa((account, settings))
+        return self._find_gmsa(account.distinguished_name)
+
+    def update_gmsas(self, updates: list[tuple[GmsaAccount, GmsaSettings]]) -> list[GmsaAccount]:
+        each_in_order(updates, self._modify_gmsa)
+        return self._read_back([account.name for account, _settings in updates])
+
+    def _modify_gmsa(self, update: tuple[GmsaAccount, GmsaSettings]) -> None:
+        account, settings = update
         replace, clear = gmsa_attribute_changes(account.settings, settings, account.membership)
         changes = [("replace", name, value) for name, value in replace.items()]
         changes += [("delete", name, []) for name in clear]
@@ -267,7 +286,10 @@ class LdapDomainClient(DomainClient):
             changes.append(("replace", "userAccountControl", self._toggled_disable_bit(account.distinguished_name, settings.enabled)))
         if changes:
             self._call(f"updating gMSA {account.name}", self._connection.modify, account.distinguished_name, changes)
-        return self._find_gmsa(account.distinguished_name)
+
+    def _read_back(self, names: list[str]) -> list[GmsaAccount]:
+        found = self.find_gmsas(names)
+        return [found[name.lower()] for name in names]
 
     def _toggled_disable_bit(self, dn: str, enabled: bool) -> int:
         control = _integer(self._read(dn, ("userAccountControl",)), "userAccountControl") or 0

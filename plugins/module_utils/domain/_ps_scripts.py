@@ -127,12 +127,17 @@ $dn = $in.dn
 $result = @{ exists = [bool](Get-ADObject -Filter 'distinguishedName -eq $dn') }
 """
 
+# Many names: one search of every gMSA of the domain, keeping the wanted ones, costs less than a search per name
+# (the names never go into filter text).
 FIND_GMSAS = r"""
-$accounts = foreach ($name in $in.names) {
-    $samAccountName = $name + '$'
-    Get-ADServiceAccount -Filter 'sAMAccountName -eq $samAccountName' -Properties $gmsaProperties |
-        ForEach-Object { ConvertTo-GmsaResult $_ }
+$wanted = New-Object -TypeName 'System.Collections.Generic.HashSet[string]' -ArgumentList ([System.StringComparer]::OrdinalIgnoreCase)
+foreach ($name in $in.names) { $null = $wanted.Add($name + '$') }
+$found = if ($wanted.Count -gt 16) {
+    Get-ADServiceAccount -Filter * -Properties $gmsaProperties | Where-Object { $wanted.Contains($_.SamAccountName) }
+} else {
+    foreach ($samAccountName in $wanted) { Get-ADServiceAccount -Filter 'sAMAccountName -eq $samAccountName' -Properties $gmsaProperties }
 }
+$accounts = foreach ($account in $found) { ConvertTo-GmsaResult $account }
 $result = @{ accounts = @($accounts) }
 """
 
@@ -331,6 +336,37 @@ if ($account) {
 }
 """
 
+# A batch runs an operation's body for each of ``$in.items`` (read as ``$item``) in one PowerShell, instead of one
+# PowerShell (and ActiveDirectory module import) per account. The first failure stops it: the answer holds the
+# result of each item carried out and the failure, and the Python side names what was and was not done.
+BATCH_HEAD = r"""
+$results = @()
+$failure = $null
+foreach ($item in $in.items) {
+    try {
+        foreach ($key in $itemKeys) {
+            if ($null -eq $item.PSObject.Properties[$key]) { throw "an item of the input document lacks the key '$key'" }
+        }
+        $result = $null
+"""
+
+BATCH_TAIL = r"""
+        $results += , $result
+    }
+    catch {
+        $failure = @{ index = $results.Count; message = $_.Exception.Message; type = $_.Exception.GetType().FullName; id = $_.FullyQualifiedErrorId }
+        break
+    }
+}
+$result = @{ results = $results; failure = $failure }
+"""
+
+
+def for_each_item(body: str) -> str:
+    """The batch body of an operation's ``body``: the same script run for each ``$item`` of ``$in.items``."""
+    return BATCH_HEAD + body.replace("$in.", "$item.") + BATCH_TAIL
+
+
 # The body of each operation with the helper functions it needs; the WinRM endpoint of the tests keys on it.
 OPERATIONS = {
     "domain_facts": DOMAIN_FACTS,
@@ -339,6 +375,9 @@ OPERATIONS = {
     "create_gmsa": GMSA_FUNCTIONS + CREATE_GMSA,
     "update_gmsa": GMSA_FUNCTIONS + UPDATE_GMSA,
     "delete_gmsa": DELETE_GMSA,
+    "create_gmsas": GMSA_FUNCTIONS + for_each_item(CREATE_GMSA),
+    "update_gmsas": GMSA_FUNCTIONS + for_each_item(UPDATE_GMSA),
+    "delete_gmsas": for_each_item(DELETE_GMSA),
     "resolve_principals": RESOLVE_PRINCIPALS,
     "kds_root_keys": KDS_FUNCTIONS + KDS_ROOT_KEYS,
     "create_kds_root_key": KDS_FUNCTIONS + CREATE_KDS_ROOT_KEY,
@@ -361,7 +400,12 @@ def input_keys(operation: str) -> list[str]:
     return sorted(set(_INPUT_KEY.findall(OPERATIONS[operation])))
 
 
+# The batch operations and the operation each runs per item.
+BATCHES = {"create_gmsas": "create_gmsa", "update_gmsas": "update_gmsa", "delete_gmsas": "delete_gmsa"}
+
+
 def build_script(operation: str) -> str:
     """The complete script for ``operation``: check ``$in``, pin the DC, run the body, print the JSON result."""
     keys = ", ".join(f"'{key}'" for key in input_keys(operation))
-    return f"$inputKeys = @({keys})" + WRAPPER_HEAD + OPERATIONS[operation] + WRAPPER_TAIL
+    item_keys = ", ".join(f"'{key}'" for key in input_keys(BATCHES[operation])) if operation in BATCHES else ""
+    return f"$inputKeys = @({keys}); $itemKeys = @({item_keys})" + WRAPPER_HEAD + OPERATIONS[operation] + WRAPPER_TAIL

@@ -30,7 +30,9 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     DomainError,
     DomainFacts,
     DomainUser,
+    BatchFailed,
     GmsaAccount,
+    GmsaCreation,
     GmsaSettings,
     KdsRootKey,
     Principal,
@@ -64,6 +66,9 @@ POWERSHELL_ARGUMENTS = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "By
 # cmd.exe, which runs the command unless WINRS_SKIP_CMD_SHELL, takes at most 8,191 characters
 # (https://learn.microsoft.com/en-us/troubleshoot/windows-client/shell-experience/command-line-string-limitation).
 CMD_LINE_LIMIT = 8191
+# Accounts per PowerShell run of a batch: a run's input and answer stay a few hundred kilobytes, and a run ends
+# well within the operation timeouts of WinRM.
+BATCH_SIZE = 100
 # PowerShell writes errors that escape the script to stderr as CLIXML; only their text is kept.
 _CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
@@ -247,10 +252,18 @@ class WinRMDomainClient(DomainClient):
         return {account.name.lower(): account for account in accounts}
 
     def create_gmsa(self, name: str, container: str, password_interval_days: int, settings: GmsaSettings) -> GmsaAccount:
-        data = {
-            "name": name,
-            "container": container,
-            "password_interval_days": password_interval_days,
+        return self._gmsa(self.run("create_gmsa", self._creation(GmsaCreation(name, container, password_interval_days, settings))))
+
+    def create_gmsas(self, creations: list[GmsaCreation]) -> list[GmsaAccount]:
+        return [self._gmsa(result) for result in self._run_batch("create_gmsas", [self._creation(new) for new in creations])]
+
+    @staticmethod
+    def _creation(new: GmsaCreation) -> dict:
+        settings = new.settings
+        return {
+            "name": new.name,
+            "container": new.container,
+            "password_interval_days": new.password_interval_days,
             "dns_host_name": settings.dns_host_name,
             "spns": list(settings.spns),
             "password_readers": list(settings.password_readers),
@@ -258,24 +271,46 @@ class WinRMDomainClient(DomainClient):
             "description": settings.description,
             "enabled": settings.enabled,
         }
-        return self._gmsa(self.run("create_gmsa", data))
 
     def update_gmsa(self, account: GmsaAccount, settings: GmsaSettings) -> GmsaAccount:
+        return self._gmsa(self.run("update_gmsa", self._update(account, settings)))
+
+    def update_gmsas(self, updates: list[tuple[GmsaAccount, GmsaSettings]]) -> list[GmsaAccount]:
+        return [self._gmsa(result) for result in self._run_batch("update_gmsas", [self._update(*update) for update in updates])]
+
+    @staticmethod
+    def _update(account: GmsaAccount, settings: GmsaSettings) -> dict:
         replace, clear = gmsa_attribute_changes(account.settings, settings, account.membership)
         # The whole descriptor, not -PrincipalsAllowedToRetrieveManagedPassword: the cmdlet would write one of
         # plain grants only, dropping the deny and object ACEs others put there. JSON carries bytes as base64.
         membership = replace.pop("msDS-GroupMSAMembership", None)
-        data = {
+        return {
             "object_guid": account.object_guid,
             "replace": replace,
             "clear": clear,
             "enabled": settings.enabled if settings.enabled != account.settings.enabled else None,
             "membership": base64.b64encode(membership).decode("ascii") if membership is not None else None,
         }
-        return self._gmsa(self.run("update_gmsa", data))
 
     def delete_gmsa(self, account: GmsaAccount) -> None:
         self.run("delete_gmsa", {"object_guid": account.object_guid})
+
+    def delete_gmsas(self, accounts: list[GmsaAccount]) -> None:
+        self._run_batch("delete_gmsas", [{"object_guid": account.object_guid} for account in accounts])
+
+    def _run_batch(self, operation: str, items: list[dict]) -> list:
+        """Run a batch script on ``items``, :data:`BATCH_SIZE` per PowerShell; the results in order, or :class:`BatchFailed`."""
+        results: list = []
+        for start in range(0, len(items), BATCH_SIZE):
+            try:
+                answer = self.run(operation, {"items": items[start:start + BATCH_SIZE]})
+            except DomainError as error:
+                raise BatchFailed(str(error), start) from None
+            results += answer["results"]
+            failure = answer["failure"]
+            if failure:
+                raise BatchFailed(f"{self.server}: {operation} failed: {failure['message']} ({failure['id']})", start + failure["index"])
+        return results
 
     @staticmethod
     def _gmsa(result: dict) -> GmsaAccount:

@@ -22,6 +22,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     AuthenticationFailed,
     DomainClient,
     DomainConnectionError,
+    DomainError,
     DomainFacts,
     DomainUser,
     GmsaAccount,
@@ -265,6 +266,74 @@ class TestGmsaAccount:
             result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")]), directory)
         assert result["failed"] is True
         assert "dc01.contoso.com" in result["msg"]
+
+
+# --- gmsa_account batches ----------------------------------------------------------------------------------------
+
+class BatchingDirectory(FakeDirectory):
+    """Records each batch call; refuses to create or update the account named ``refuse``."""
+
+    def __init__(self, refuse=None):
+        super().__init__()
+        self.batches = []
+        self.refuse = refuse
+
+    def create_gmsas(self, creations):
+        self.batches.append(("create_gmsas", len(creations)))
+        return super().create_gmsas(creations)
+
+    def update_gmsas(self, updates):
+        self.batches.append(("update_gmsas", len(updates)))
+        return super().update_gmsas(updates)
+
+    def delete_gmsas(self, accounts):
+        self.batches.append(("delete_gmsas", len(accounts)))
+        return super().delete_gmsas(accounts)
+
+    def create_gmsa(self, name, container, password_interval_days, settings):
+        if name == self.refuse:
+            raise DomainError(f"{self.server}: creating gMSA {name}: insufficient access rights")
+        return super().create_gmsa(name, container, password_interval_days, settings)
+
+
+def _accounts(count, **options):
+    return [dict(name=f"app{index:03d}", **options) for index in range(count)]
+
+
+def test_five_hundred_accounts_are_one_batch_per_kind_of_write(run):
+    directory = BatchingDirectory()
+    first = run(gmsa_account, dict(accounts=_accounts(500)), directory)
+    assert first["changed"] and len(first["accounts"]) == 500 and all(account["sid"] for account in first["accounts"])
+    assert directory.batches == [("create_gmsas", 500)]
+    directory.batches.clear()
+    mixed = _accounts(100, description="web") + [dict(name=f"app{index:03d}", state="absent") for index in range(100, 150)]
+    run(gmsa_account, dict(accounts=mixed + [dict(name="new001")]), directory)
+    assert directory.batches == [("delete_gmsas", 50), ("create_gmsas", 1), ("update_gmsas", 100)]
+    directory.batches.clear()
+    assert not run(gmsa_account, dict(accounts=mixed + [dict(name="new001")]), directory)["changed"] and directory.batches == []
+
+
+def test_a_failed_batch_names_what_was_done_what_failed_and_what_was_not_attempted(run):
+    directory = BatchingDirectory(refuse="app003")
+    result = run(gmsa_account, dict(accounts=_accounts(6)), directory)
+    assert result["failed"] and result["changed"]
+    assert "creating gMSA app003: insufficient access rights" in result["msg"]
+    assert "before the failure, this task created app000, created app001, created app002" in result["msg"]
+    assert "not changed: app003, app004, app005" in result["msg"]
+    assert [account["name"] for account in result["accounts"]] == ["app000", "app001", "app002"]
+    assert sorted(directory.gmsas) == ["app000", "app001", "app002"]
+    # A rerun without the refusal creates the rest and nothing twice.
+    directory.refuse = None
+    rerun = run(gmsa_account, dict(accounts=_accounts(6)), directory)
+    assert [account["changed"] for account in rerun["accounts"]] == [False] * 3 + [True] * 3
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_check_mode_writes_nothing_and_reports_the_same_changes(run, check_mode):
+    directory = BatchingDirectory()
+    result = run(gmsa_account, dict(accounts=_accounts(3)), directory, check_mode=check_mode)
+    assert result["changed"] and [account["changed"] for account in result["accounts"]] == [True] * 3
+    assert directory.batches == ([] if check_mode else [("create_gmsas", 3)])
 
 
 # --- gmsa_kds_root_key -----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain import _
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
     DomainUser,
     GmsaAccount,
+    GmsaCreation,
     GmsaSettings,
     gmsa_attribute_changes,
     principal_lookup_attribute,
@@ -357,6 +358,9 @@ _CALLS = {
     "create_gmsa": lambda client: client.create_gmsa("web", "CN=Users,DC=contoso,DC=com", 30, _SETTINGS),
     "update_gmsa": lambda client: client.update_gmsa(_ACCOUNT, dataclasses.replace(_SETTINGS, password_readers=(), enabled=False)),
     "delete_gmsa": lambda client: client.delete_gmsa(_ACCOUNT),
+    "create_gmsas": lambda client: client.create_gmsas([GmsaCreation("web", "CN=Users,DC=contoso,DC=com", 30, _SETTINGS)]),
+    "update_gmsas": lambda client: client.update_gmsas([(_ACCOUNT, dataclasses.replace(_SETTINGS, password_readers=(), enabled=False))]),
+    "delete_gmsas": lambda client: client.delete_gmsas([_ACCOUNT]),
     "resolve_principals": lambda client: client.resolve_principals(["Domain Admins"]),
     "kds_root_keys": lambda client: client.kds_root_keys(),
     "create_kds_root_key": lambda client: client.create_kds_root_key(datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)),
