@@ -128,9 +128,9 @@ options:
           - The new account has a new SID and password; credential specs and hosts that use it must follow.
           - It keeps the container, SPNs, password readers, DNS host name, encryption types, description and
             state of the old one, except what the task changes.
-          - Those settings are written to a file under C(~/.ansible/wincontainers.gmsa/recreate) on the
-            controller before the delete and removed once the new account exists, so that when creating it
-            fails after the delete, a rerun of the task on the same controller creates it again with them.
+          - Those settings are written to a file in O(recreate_state_dir) on the controller before the delete
+            and removed once the new account exists, so that when creating it fails after the delete, a rerun
+            of the task with the same O(recreate_state_dir) creates it again with them.
         type: bool
         default: false
       path:
@@ -146,6 +146,13 @@ options:
         description:
           - Whether the account is enabled. A new account is enabled unless this is V(false).
         type: bool
+  recreate_state_dir:
+    description:
+      - Directory on the controller where a recreate keeps the old account's settings between the delete and
+        the create (see O(accounts[].recreate)). Point it at storage that outlives the job when jobs run in
+        throw-away containers (AWX execution environments).
+    type: path
+    default: ~/.ansible/wincontainers.gmsa/recreate
 extends_documentation_fragment:
   - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
@@ -337,15 +344,11 @@ def validate_accounts(accounts: list[dict]) -> None:
             raise ValidationError(f"{field}.password_interval_days", "must be at least 1 day")
 
 
-# Where a recreate keeps the old account's settings between the delete and the create (see the recreate option).
-PENDING_RECREATE_DIR = os.path.join("~", ".ansible", "wincontainers.gmsa", "recreate")
-
-
 class PendingRecreate:
-    """The settings and container of an account deleted to be recreated, until the new one exists."""
+    """The settings and container of an account deleted to be recreated, until the new one exists (in ``directory``)."""
 
-    def __init__(self, domain_sid: str, name: str) -> None:
-        self.path = os.path.join(os.path.expanduser(PENDING_RECREATE_DIR), f"{domain_sid}-{name.lower()}.json")
+    def __init__(self, directory: str, domain_sid: str, name: str) -> None:
+        self.path = os.path.join(directory, f"{domain_sid}-{name.lower()}.json")
 
     def read(self) -> tuple[str, GmsaSettings] | None:
         try:
@@ -386,13 +389,15 @@ def account_result(name: str, account: GmsaAccount | None, settings: GmsaSetting
 class AccountPlan:
     """What one entry of ``accounts`` asks for, compared with what is in AD."""
 
-    def __init__(self, field: str, request: dict, existing: GmsaAccount | None, principals: dict, facts: DomainFacts) -> None:
+    def __init__(
+        self, field: str, request: dict, existing: GmsaAccount | None, principals: dict, facts: DomainFacts, recreate_state_dir: str
+    ) -> None:
         self.field = field
         # AD's spelling once the account exists: names are case-insensitive, results should not flip case.
         self.name = existing.name if existing else request["name"]
         self.request = request
         self.existing = existing
-        self.pending = PendingRecreate(facts.sid, self.name)
+        self.pending = PendingRecreate(recreate_state_dir, facts.sid, self.name)
         # An account a failed recreate deleted: created again as it was, with what the task changes.
         self.restoring = None if existing or request["state"] == "absent" else self.pending.read()
         self.desired = None if request["state"] == "absent" else self._desired_settings(principals, facts.dns_name)
@@ -504,13 +509,13 @@ def resolve_principals(client: DomainClient, accounts: list[dict]) -> dict:
     return principals
 
 
-def plan_accounts(client: DomainClient, accounts: list[dict]) -> list[AccountPlan]:
+def plan_accounts(client: DomainClient, accounts: list[dict], recreate_state_dir: str) -> list[AccountPlan]:
     """Compare every account with AD and check what creating them needs, all before any change."""
     facts = client.domain_facts()
     principals = resolve_principals(client, accounts)
     existing = client.find_gmsas([account["name"] for account in accounts])
     plans = [
-        AccountPlan(f"accounts[{index}]", account, existing.get(account["name"].lower()), principals, facts)
+        AccountPlan(f"accounts[{index}]", account, existing.get(account["name"].lower()), principals, facts, recreate_state_dir)
         for index, account in enumerate(accounts)
     ]
     creations = [plan for plan in plans if plan.container]
@@ -559,7 +564,10 @@ def apply_plans(client: DomainClient, plans: list[AccountPlan], applied: dict) -
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=domain_argument_spec(accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS)),
+        argument_spec=domain_argument_spec(
+            accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS),
+            recreate_state_dir=dict(type="path", default="~/.ansible/wincontainers.gmsa/recreate"),
+        ),
         supports_check_mode=True,
     )
     accounts = module.params["accounts"]
@@ -567,7 +575,7 @@ def main() -> None:
     try:
         validate_accounts(accounts)
         with open_domain_client(module.params, warn=module.warn) as client:
-            plans = plan_accounts(client, accounts)
+            plans = plan_accounts(client, accounts, module.params["recreate_state_dir"])
             if not module.check_mode:
                 apply_plans(client, [plan for plan in plans if plan.changed], applied)
     except (DomainError, ValidationError) as error:

@@ -90,8 +90,8 @@ def test_a_batch_that_fails_midway_says_what_it_changed(run, params, name):
     run(gmsa_account, {"accounts": [{"name": name, "state": "absent"}]})
 
 
-def test_a_recreate_that_fails_after_the_delete_is_restored_by_a_rerun(run, params, name, monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))  # where the module keeps the pending recreate
+def test_a_recreate_that_fails_after_the_delete_is_restored_by_a_rerun(run, params, name, tmp_path):
+    state = {"recreate_state_dir": str(tmp_path)}  # where the module keeps the pending recreate
     holder = f"{name[:-1]}h"
     with open_domain_client(params) as client:
         users = f"CN=Users,{client.domain_facts().distinguished_name}"
@@ -100,17 +100,17 @@ def test_a_recreate_that_fails_after_the_delete_is_restored_by_a_rerun(run, para
         "allowed_to_retrieve_password": {"set": ["Domain Admins"]}, "kerberos_encryption_types": {"set": ["aes256"]},
         "description": "kept across recreate", "password_interval_days": 30,
     }
-    assert run(gmsa_account, {"accounts": [account, {"name": holder, "spn": {"add": [f"HTTP/{holder}.conflict.test"]}}]})["changed"] is True
+    assert run(gmsa_account, {"accounts": [account, {"name": holder, "spn": {"add": [f"HTTP/{holder}.conflict.test"]}}], **state})["changed"] is True
     before = gmsas(params, name)[name.lower()]
 
     # Recreate with an SPN another account holds: the delete succeeds, the create is refused.
     recreate = dict(account, password_interval_days=7, recreate=True)
-    failed = run(gmsa_account, {"accounts": [dict(recreate, spn={"add": [f"HTTP/{holder}.conflict.test"]})]})
+    failed = run(gmsa_account, {"accounts": [dict(recreate, spn={"add": [f"HTTP/{holder}.conflict.test"]})], **state})
     assert failed["failed"] is True and failed["changed"] is True
     assert f"deleted {name} to recreate it" in failed["msg"]
     assert gmsas(params, name) == {}
 
-    restored = run(gmsa_account, {"accounts": [recreate]})
+    restored = run(gmsa_account, {"accounts": [recreate], **state})
     assert restored["changed"] is True, restored
     after = gmsas(params, name)[name.lower()]
     assert after.distinguished_name == before.distinguished_name and after.password_interval_days == 7

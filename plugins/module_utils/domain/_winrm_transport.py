@@ -148,7 +148,8 @@ class WinRMDomainClient(DomainClient):
             environment["KRB5_CONFIG"] = os.environ["KRB5_CONFIG"]
         command = ["kinit", *(["-f"] if settings.kerberos_delegation else []), principal]
         try:
-            completed = subprocess.run(
+            # Not AnsibleModule.run_command: it has no timeout, and a KDC that does not answer must not hang the run.
+            completed = subprocess.run(  # pylint: disable=ansible-bad-function
                 command, input=f"{settings.password}\n".encode("utf-8"), capture_output=True, env=environment,
                 timeout=max(1, min(30, self.remaining_time())), start_new_session=True, check=False,
             )

@@ -152,13 +152,13 @@ def test_hostile_value_is_refused_naming_the_field_before_anything_is_contacted(
     assert message in result["msg"]
 
 
-def test_a_gmsa_name_that_is_no_host_name_works_with_an_explicit_dns_hostname():
+def test_a_gmsa_name_that_is_no_host_name_works_with_an_explicit_dns_hostname(tmp_path):
     facts = gmsa_account.DomainFacts("DC=contoso,DC=com", "contoso.com", "contoso.com", "CONTOSO", DOMAIN["sid"], DOMAIN["guid"])
     request = dict(
         {option: None for option in gmsa_account.ACCOUNT_OPTIONS}, name="Web'App", state="present", dns_hostname="webapp.contoso.com", recreate=False
     )
     gmsa_account.validate_accounts([request])
-    plan = gmsa_account.AccountPlan("accounts[0]", request, None, {}, facts)
+    plan = gmsa_account.AccountPlan("accounts[0]", request, None, {}, facts, str(tmp_path))
     assert plan.desired.dns_host_name == "webapp.contoso.com"
     assert plan.desired.spns == ("host/webapp", "host/webapp.contoso.com")
 
