@@ -48,7 +48,10 @@ def _batch_client(monkeypatch, fail_at=None):
         results, failure = [], None
         for position, item in enumerate(data["items"]):
             if offset + position == fail_at:
-                failure = {"index": position, "message": "Access is denied", "type": "UnauthorizedAccessException", "id": "ActiveDirectoryCmdlet:System.UnauthorizedAccessException"}
+                failure = {
+                    "index": position, "message": "Access is denied", "type": "UnauthorizedAccessException",
+                    "id": "ActiveDirectoryCmdlet:System.UnauthorizedAccessException",
+                }
                 break
             results.append(None if operation == "delete_gmsas" else dict(_account_result(item.get("name", "web"))))
         return {"results": results, "failure": failure}
