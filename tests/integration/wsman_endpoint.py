@@ -87,6 +87,8 @@ _ENCRYPTED_PROTOCOLS = {
     "credssp": "application/HTTP-CredSSP-session-encrypted",
 }
 _CREDSSP_CHUNK = 16384
+# What the AD cmdlets throw for a refusal of the DC.
+_AD_EXCEPTION = "Microsoft.ActiveDirectory.Management.ADException"
 _NTLMSSP_SIGNATURE = b"NTLMSSP\0"
 # https://learn.microsoft.com/en-us/troubleshoot/windows-client/shell-experience/command-line-string-limitation
 CMD_EXE_LIMIT = 8191
@@ -420,7 +422,7 @@ class PowerShellOnLdap:
         try:
             result = getattr(self, operation)(data)
         except (DomainError, LDAPError) as error:
-            return self._error(str(error), "Microsoft.ActiveDirectory.Management.ADException", f"ActiveDirectoryServer:{operation}")
+            return self._error(str(error), _AD_EXCEPTION, f"ActiveDirectoryServer:{operation}")
         return json.dumps({"result": result, "server": server}).encode("ascii"), b"", 0
 
     def _discover_dc(self) -> str:
@@ -502,7 +504,7 @@ class PowerShellOnLdap:
                     raise DomainError(f"an item of the input document lacks the key '{missing[0]}'")
                 results.append(getattr(self, operation)(item))
             except (DomainError, LDAPError) as error:
-                failure = {"index": len(results), "message": str(error), "type": "Microsoft.ActiveDirectory.Management.ADException", "id": f"ActiveDirectoryServer:{operation}"}
+                failure = {"index": len(results), "message": str(error), "type": _AD_EXCEPTION, "id": f"ActiveDirectoryServer:{operation}"}
                 return {"results": results, "failure": failure}
         return {"results": results, "failure": None}
 
