@@ -10,6 +10,7 @@ suites sharing the lab are not disturbed.
     python -m pytest tests/integration/test_least_privilege.py -v
 """
 
+import base64
 import contextlib
 import io
 import json
@@ -173,6 +174,59 @@ def test_removing_one_credspec_never_deletes_anothers_objects_nor_the_identity_s
     assert not _run(lab, gmsa_credspec, {"state": "absent", "credspecs": [APP_B]}).get("failed")
     assert _get(lab, "secret", "gmsa-identity", NS_A) is None
 
+
+# --- hostile input, cluster side (the domain side is test_hostile_input.py) ----------------------------------------
+
+
+def _ours(lab):
+    """Every object of the kinds gmsa_credspec writes whose name or namespace starts with lp-."""
+    items = json.loads(_kubectl(lab, "get", "gmsacredentialspecs,clusterroles,rolebindings,secrets", "--all-namespaces", "-o", "json"))["items"]
+    return sorted(
+        (item["kind"], item["metadata"].get("namespace"), item["metadata"]["name"], item["metadata"]["resourceVersion"])
+        for item in items
+        if item["metadata"]["name"].startswith(("lp-", "gmsa-use-lp-")) or (item["metadata"].get("namespace") or "").startswith("lp-")
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"name": "Web'App"}, "credspecs[0].name"),
+        ({"account_name": "a;b", "name": None}, "credspecs[0].account_name"),
+        ({"service_accounts": [{"name": "web", "namespace": "kube-system;id"}]}, "credspecs[0].service_accounts[0].namespace"),
+        ({"cluster_role_name": "system:masters"}, "credspecs[0].cluster_role_name"),
+        ({"identity_secret": {"name": "../etc"}}, "credspecs[0].identity_secret.name"),
+        ({"host_account_config": {"plugin_guid": "{$(whoami)}", "plugin_input": "x"}}, "credspecs[0].host_account_config.plugin_guid"),
+        ({"host_account_config": {"plugin": "azure_key_vault", "plugin_input": "${env:PATH}"}}, "credspecs[0].host_account_config.plugin_input"),
+        ({"identity": {"username": "a;b", "password": "x"}}, "credspecs[0].identity.username"),
+        ({"json_path": "/nonexistent-lp/x.json"}, "credspecs[0].json_path"),
+    ],
+)
+def test_hostile_values_are_refused_naming_the_field_before_the_cluster_changes(lab, entry, field):
+    before = _ours(lab)
+    result = _apply(lab, {key: value for key, value in dict(APP_A, **entry).items() if value is not None})
+    assert result["failed"] and result["msg"].startswith(field + ":"), result["msg"]
+    assert _ours(lab) == before
+
+
+def test_shell_syntax_in_valid_values_is_stored_as_data(lab, tmp_path):
+    canary = tmp_path / "pwned"
+    plugin_input = f"x=$(touch {canary});y=`touch {canary}`;z=' \"; ${{secret_name}}"
+    json_path = tmp_path / f"$(touch {canary.name}).json"
+    password = f"P'a\"ss$(touch {canary})`id`;é€"
+    result = _run(lab, gmsa_credspec, {
+        "domain": DOMAIN,
+        "identity": dict(IDENTITY, password=password),
+        "credspecs": [dict(APP_A, json_path=str(json_path), host_account_config={"plugin_guid": "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}", "plugin_input": plugin_input})],
+    })
+    assert not result.get("failed"), result
+    stored = _get(lab, "gmsacredentialspec", "lp-app-a")["credspec"]["ActiveDirectoryConfig"]["HostAccountConfig"]["PluginInput"]
+    assert stored == plugin_input.replace("${secret_name}", "gmsa-identity")
+    assert json.loads(json_path.read_text())["ActiveDirectoryConfig"]["HostAccountConfig"]["PluginInput"] == stored
+    secret = _get(lab, "secret", "gmsa-identity", NS_A)
+    assert base64.b64decode(secret["data"]["password"]).decode() == password
+    assert password not in json.dumps(result)
+    assert not canary.exists(), "a value was executed as a command"
 
 # --- no stale grants ---------------------------------------------------------------------------------------------
 
