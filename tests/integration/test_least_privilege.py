@@ -214,11 +214,9 @@ def test_shell_syntax_in_valid_values_is_stored_as_data(lab, tmp_path):
     plugin_input = f"x=$(touch {canary});y=`touch {canary}`;z=' \"; ${{secret_name}}"
     json_path = tmp_path / f"$(touch {canary.name}).json"
     password = f"P'a\"ss$(touch {canary})`id`;é€"
-    result = _run(lab, gmsa_credspec, {
-        "domain": DOMAIN,
-        "identity": dict(IDENTITY, password=password),
-        "credspecs": [dict(APP_A, json_path=str(json_path), host_account_config={"plugin_guid": "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}", "plugin_input": plugin_input})],
-    })
+    plugin = {"plugin_guid": "{6A4C4B4E-1D7F-4A4B-9C7E-3F1B2C3D4E5F}", "plugin_input": plugin_input}
+    entry = dict(APP_A, json_path=str(json_path), host_account_config=plugin)
+    result = _run(lab, gmsa_credspec, {"domain": DOMAIN, "identity": dict(IDENTITY, password=password), "credspecs": [entry]})
     assert not result.get("failed"), result
     stored = _get(lab, "gmsacredentialspec", "lp-app-a")["credspec"]["ActiveDirectoryConfig"]["HostAccountConfig"]["PluginInput"]
     assert stored == plugin_input.replace("${secret_name}", "gmsa-identity")
