@@ -235,8 +235,9 @@ class Cluster:
                 if error.status == 404:
                     return []
                 raise
-            # List items carry neither apiVersion nor kind; the rest of the collection expects both.
-            items.extend(dict(item, apiVersion=entry.api_version, kind=kind) for item in answer.get("items", []))
+            # List items carry neither apiVersion nor kind; the rest of the collection expects both. An empty
+            # PartialObjectMetadataList has "items": null (a nil slice, k8s.io/apimachinery meta/v1 types.go).
+            items.extend(dict(item, apiVersion=entry.api_version, kind=kind) for item in answer.get("items") or [])
             page = (answer.get("metadata") or {}).get("continue")
             if not page:
                 return items

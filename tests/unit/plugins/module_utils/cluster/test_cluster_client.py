@@ -115,6 +115,7 @@ def test_a_list_is_read_page_by_page():
 
 
 def test_a_metadata_listing_asks_for_partial_object_metadata():
-    cluster, requests = _cluster_answering({"items": [], "metadata": {}})
-    cluster.list("Secret", "apps", metadata_only=True)
+    # kube-apiserver answers an empty PartialObjectMetadataList with "items": null.
+    cluster, requests = _cluster_answering({"kind": "PartialObjectMetadataList", "items": None, "metadata": {}})
+    assert cluster.list("Secret", "apps", metadata_only=True) == []
     assert requests[0][2]["header_params"] == {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
