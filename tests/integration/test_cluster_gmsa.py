@@ -261,28 +261,29 @@ def ready_endpoint_ips(lab, namespace, service, timeout=60):
 class RefusingPods:
     """A network namespace of the test owning the pod IPs, with nothing listening: every call is refused at once.
 
-    Without it the API server's calls to those IPs would leave the machine by the default route.
+    Without it the API server's calls to those IPs would find no route (its namespace has none). The veth's other
+    end is in the API server's namespace; the name makes labctl down sweep the namespace with the cluster's.
     """
 
-    def __init__(self, addresses, index=0):
-        self.addresses = addresses
-        self.netns, self.host_veth, self.pod_veth = "itest-gmsa-refuse%d" % index, "itgh%d" % index, "itgp%d" % index
+    def __init__(self, lab, addresses, index=0):
+        self.addresses, self.api_netns = addresses, lab["netns"]
+        self.netns, self.host_veth, self.pod_veth = "%s.itest-refuse%d" % (lab["netns"], index), "itgh%d" % index, "itgp%d" % index
         self.host_address = "10.244.255.%d" % (250 - index)
 
     def __enter__(self):
         _run("ip", "netns", "add", self.netns)
-        _run("ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", self.pod_veth, "netns", self.netns)
-        _run("ip", "addr", "add", self.host_address + "/32", "dev", self.host_veth)
-        _run("ip", "link", "set", self.host_veth, "up")
+        _run("ip", "-n", self.api_netns, "link", "add", self.host_veth, "type", "veth", "peer", "name", self.pod_veth, "netns", self.netns)
+        _run("ip", "-n", self.api_netns, "addr", "add", self.host_address + "/32", "dev", self.host_veth)
+        _run("ip", "-n", self.api_netns, "link", "set", self.host_veth, "up")
         _run("ip", "-n", self.netns, "link", "set", self.pod_veth, "up")
         _run("ip", "-n", self.netns, "route", "add", self.host_address + "/32", "dev", self.pod_veth)
         for address in self.addresses:
             _run("ip", "-n", self.netns, "addr", "add", address + "/32", "dev", self.pod_veth)
-            _run("ip", "route", "add", address + "/32", "dev", self.host_veth, "src", self.host_address)
+            _run("ip", "-n", self.api_netns, "route", "add", address + "/32", "dev", self.host_veth, "src", self.host_address)
         return self
 
     def __exit__(self, *exc_info):
-        # Deleting the namespace destroys the veth pair and with it the host routes through it.
+        # Deleting the namespace destroys the veth pair and with it the routes through it.
         subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
 
 
@@ -303,7 +304,7 @@ def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
                 break
             except kube.LabError:
                 time.sleep(0.5)
-        with RefusingPods(ready_endpoint_ips(lab, name, name)):
+        with RefusingPods(lab, ready_endpoint_ips(lab, name, name)):
             runner.join()
             play = outcome["play"]
             assert play.rc != 0
@@ -471,7 +472,7 @@ def fixture_staged(lab, gmsa_crd):
         applied = time.monotonic() - started
         kubectl(lab, "wait", "--for=condition=Available", "deployment/" + STAGED, "-n", STAGED, "--timeout=60s")
         print("\nwebhook install: %.1f s to apply every object, %.1f s to a Deployment Available" % (applied, time.monotonic() - started))
-        with RefusingPods(ready_endpoint_ips(lab, STAGED, STAGED), index=1):
+        with RefusingPods(lab, ready_endpoint_ips(lab, STAGED, STAGED), index=1):
             yield {"options": options, "first": first, "before": before}
     finally:
         run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])

@@ -1,33 +1,52 @@
-"""The Kubernetes half of the lab: a real control plane on loopback, with simulated Linux and Windows nodes.
+"""The Kubernetes half of the lab: a real control plane in a network namespace, with simulated Linux and Windows nodes.
 
 kwokctl runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok controller as plain
 processes from binaries we built (tests/lab/build.py); kwok plays the kubelets, so pods of a Deployment get
 scheduled, become Running and get pod IPs from the node's podCIDR. No container ever starts: a Windows node
 here only schedules, it cannot run a Windows container.
 
-Everything lives in the state dir ($WGMSA_LAB_DIR, default ~/.cache/wincontainers-gmsa/lab): kwokctl's work
-dir (processes, PIDs, PKI, logs) and the kubeconfig. Nothing touches ~/.kube or ~/.kwok.
+The control plane runs inside a network namespace the lab creates (``wgmsa-<cluster>``, tests/lab/netns.py)
+that has a loopback and no default route: whatever the pod or Service ranges are, kube-apiserver can dial
+nothing outside this machine (a webhook call to an address no lab namespace owns fails as unreachable), and
+the host's own routes are never touched. A forwarder of ours relays the host's 127.0.0.1:<port> to the API
+server on the namespace's 127.0.0.1:<port>, so the kubeconfig works unchanged from the host.
+
+Everything else lives in the state dir ($WGMSA_LAB_DIR, default ~/.cache/wincontainers-gmsa/lab): kwokctl's
+work dir (processes, PIDs, PKI, logs), the forwarder's PID and log, and the kubeconfig. Nothing touches
+~/.kube or ~/.kwok.
 """
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import time
 
-from tests.lab import build, default_state_dir
+from tests.lab import build, default_state_dir, netns, stages
 
-CLUSTER_NAME = "wgmsa"
-# Pod IPs come from this range; tests/lab/webhook.py owns the ones it serves inside a network namespace
-# of its own, so the API server never dials an address outside this machine.
+# One cluster per state dir; the name also names its network namespaces, so a second cluster with another
+# name and state dir can run beside it.
+DEFAULT_CLUSTER = "lab"
+# Pod IPs come from this range; tests/lab/webhook.py gives the ones it serves to network namespaces of its own,
+# reachable from the control plane's namespace only.
 POD_CIDR = "10.244.0.0/16"
-# While the lab runs, these ranges are blackholed on the host: a webhook call to a kwok pod IP that no lab
-# network namespace owns (a pod nothing serves), or to a Service IP (kube-apiserver's default
-# --service-cluster-ip-range), fails here instead of following the default route off the machine. The /32
-# routes of served pods are more specific and win.
-BLACKHOLED_RANGES = (POD_CIDR, "10.0.0.0/24")
+# kube-apiserver publishes an address of its node as the `kubernetes` Service's endpoint, and with no default
+# route it cannot pick one itself (k8s.io/apimachinery pkg/util/net/interface.go, ResolveBindAddress for a
+# loopback --bind-address: "no default routes found"). This one, outside the pod and Service ranges, is held by
+# the namespace's loopback, so even it leads nowhere outside the namespace.
+CONTROL_PLANE_ADDRESS = "10.240.0.1"
 KUBE_TOOLS = ("kubernetes", "etcd", "kwok")
-# An inherited proxy would carry kube-apiserver's webhook calls to pod IPs off this machine.
+# An inherited proxy would send kube-apiserver's webhook calls to the proxy instead of the pod IPs.
 PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}
+# What each process kwokctl records under pids/<component>.pid runs (checked before signalling a recorded PID).
+COMPONENT_BINARIES = {
+    "etcd": "etcd",
+    "kube-apiserver": "kube-apiserver",
+    "kube-controller-manager": "kube-controller-manager",
+    "kube-scheduler": "kube-scheduler",
+    "kwok-controller": "kwok",
+}
 
 # What an AKS on Azure Stack HCI Windows Server 2022 node reports. No taint: AKS-HCI schedules by
 # nodeSelector kubernetes.io/os=windows, which is what the collection wires into pod templates.
@@ -73,15 +92,24 @@ def _kwok_workdir(state_dir):
     return os.path.join(state_dir, "kwok")
 
 
-def _cluster_dir(state_dir):
-    return os.path.join(_kwok_workdir(state_dir), "clusters", CLUSTER_NAME)
+def _cluster_dir(state_dir, cluster):
+    return os.path.join(_kwok_workdir(state_dir), "clusters", cluster)
+
+
+def _forwarder_files(state_dir, cluster):
+    """The API server forwarder's PID file and log."""
+    base = os.path.join(state_dir, "%s-apiserver-forwarder" % netns.cluster_netns(cluster))
+    return base + ".pid", base + ".log"
 
 
 def _binaries():
     paths = {}
-    for tool in build.TOOLS:
-        if tool.name in KUBE_TOOLS:
-            paths.update(build.ensure_tool(tool))
+    try:
+        for tool in build.TOOLS:
+            if tool.name in KUBE_TOOLS:
+                paths.update(build.ensure_tool(tool))
+    except build.BuildError as error:
+        raise LabError(str(error)) from error
     return paths
 
 
@@ -103,8 +131,10 @@ def _run(command, state_dir, binaries, stdin=None, timeout=180):
     return result.stdout
 
 
-def _kwokctl(state_dir, binaries, *args, timeout=180):
-    return _run([binaries["kwokctl"], "--name", CLUSTER_NAME] + list(args), state_dir, binaries, timeout=timeout)
+def _kwokctl(state_dir, cluster, binaries, *args, timeout=180):
+    # Inside the namespace: every process kwokctl starts inherits it.
+    command = netns.command_in(netns.cluster_netns(cluster), [binaries["kwokctl"], "--name", cluster] + list(args))
+    return _run(command, state_dir, binaries, timeout=timeout)
 
 
 def kubectl(state_dir, binaries, *args, stdin=None):
@@ -112,10 +142,19 @@ def kubectl(state_dir, binaries, *args, stdin=None):
     return _run([binaries["kubectl"]] + list(args), state_dir, binaries, stdin=stdin)
 
 
-def _kwokctl_config(binaries):
+def _unused_host_port():
+    # The kernel picks from its ephemeral range (32768 and up), above every port kwokctl picks for the cluster's
+    # other servers inside the namespace (counting down from 32767: kwok pkg/utils/net/unused_port.go). The same
+    # number is used inside the namespace and on the host, so the kubeconfig's URL works from both.
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def _kwokctl_config(binaries, api_port):
     options = {
         "runtime": "binary",
         "bindAddress": "127.0.0.1",
+        "kubeApiserverPort": api_port,
         "securePort": True,
         "kubeAuthorization": True,  # --authorization-mode=Node,RBAC
         "kubeAdmission": True,  # without it kwokctl turns every admission plugin off, webhooks included
@@ -128,14 +167,17 @@ def _kwokctl_config(binaries):
     }
     # Admission webhooks are called at an endpoint (pod) IP, not at the Service's cluster IP that no
     # kube-proxy here would translate.
-    patches = [{"name": "kube-apiserver", "extraArgs": [{"key": "enable-aggregator-routing", "value": "true"}]}]
+    apiserver_args = {"enable-aggregator-routing": "true", "advertise-address": CONTROL_PLANE_ADDRESS}
+    patches = [{"name": "kube-apiserver", "extraArgs": [{"key": key, "value": value} for key, value in apiserver_args.items()]}]
     config = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": options,
         "componentsPatches": patches,
     }
-    return json.dumps(config)  # JSON is YAML, and needs no YAML library here
+    # kwok's default stages, except that webhook pods turn Ready only once the lab kubelet sees them serve.
+    documents = [config] + stages.lab_stages()
+    return "\n---\n".join(json.dumps(document) for document in documents)  # JSON is YAML, and needs no YAML library here
 
 
 def _node_info(node, kube_version):
@@ -165,25 +207,59 @@ def _is_ready(state_dir, binaries):
         return False
 
 
-def _wait_ready(state_dir, binaries, timeout=60):
+def _wait_ready(state_dir, cluster, binaries, timeout=60):
     deadline = time.monotonic() + timeout
     while not _is_ready(state_dir, binaries):
         if time.monotonic() > deadline:
-            raise LabError("kube-apiserver not ready after %s s; logs: %s" % (timeout, os.path.join(_cluster_dir(state_dir), "logs")))
+            raise LabError("kube-apiserver not ready after %s s; logs: %s" % (timeout, os.path.join(_cluster_dir(state_dir, cluster), "logs")))
         time.sleep(1)
 
 
-def _ensure_cluster(state_dir, binaries):
-    if _is_ready(state_dir, binaries):
+def _server(state_dir, binaries):
+    """The API server's URL in the kubeconfig, https://127.0.0.1:PORT (read from the file, no request)."""
+    config = json.loads(kubectl(state_dir, binaries, "config", "view", "--raw", "--minify", "-o", "json"))
+    return config["clusters"][0]["cluster"]["server"]
+
+
+def _ensure_namespace(cluster):
+    try:
+        netns.create(netns.cluster_netns(cluster), loopback_addresses=(CONTROL_PLANE_ADDRESS,))
+    except netns.NetnsError as error:
+        raise LabError(str(error)) from error
+
+
+def _ensure_forwarder(state_dir, cluster, api_port):
+    pid_path, log_path = _forwarder_files(state_dir, cluster)
+    pid = _read_pid(pid_path)
+    if pid and netns.is_running(pid, netns.FORWARDER_MODULE):
         return
-    if os.path.isdir(_cluster_dir(state_dir)):
-        _kwokctl(state_dir, binaries, "start", "cluster")
-    else:
+    try:
+        socket.create_server(("127.0.0.1", api_port)).close()
+    except OSError as error:
+        raise LabError("127.0.0.1:%d is in use on this host, so the API server cannot be forwarded there: %s" % (api_port, error)) from error
+    forwarder = netns.start_forwarder(netns.HOST, api_port, netns.cluster_netns(cluster), api_port, log_path)
+    with open(pid_path, "w", encoding="utf-8") as pid_file:
+        pid_file.write(str(forwarder.pid))
+    try:
+        netns.wait_listening(api_port, forwarder, log_path)
+    except netns.NetnsError as error:
+        raise LabError(str(error)) from error
+
+
+def _ensure_cluster(state_dir, cluster, binaries):
+    _ensure_namespace(cluster)
+    if not os.path.isdir(_cluster_dir(state_dir, cluster)):
         config_path = os.path.join(state_dir, "kwokctl.yaml")
         with open(config_path, "w", encoding="utf-8") as config_file:
-            config_file.write(_kwokctl_config(binaries))
-        _kwokctl(state_dir, binaries, "create", "cluster", "--config", config_path, "--kubeconfig", kubeconfig_path(state_dir))
-    _wait_ready(state_dir, binaries)
+            config_file.write(_kwokctl_config(binaries, _unused_host_port()))
+        _kwokctl(state_dir, cluster, binaries, "create", "cluster", "--config", config_path, "--kubeconfig", kubeconfig_path(state_dir))
+    elif not os.path.exists(kubeconfig_path(state_dir)):
+        raise LabError("cluster %s in %s was left half-created (no kubeconfig): run `make lab-down` first" % (cluster, state_dir))
+    _ensure_forwarder(state_dir, cluster, int(_server(state_dir, binaries).rsplit(":", 1)[1]))
+    if not _is_ready(state_dir, binaries):
+        # Starts only the components that do not run (kwok pkg/kwokctl/runtime/binary/cluster_operation.go).
+        _kwokctl(state_dir, cluster, binaries, "start", "cluster")
+        _wait_ready(state_dir, cluster, binaries)
 
 
 def _ensure_nodes(state_dir, binaries):
@@ -193,88 +269,88 @@ def _ensure_nodes(state_dir, binaries):
     kubectl(state_dir, binaries, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
 
 
-def _facts(state_dir, binaries):
-    config = json.loads(kubectl(state_dir, binaries, "config", "view", "--raw", "--minify", "-o", "json"))
-    cluster = config["clusters"][0]["cluster"]
+def _facts(state_dir, cluster, binaries):
     return {
         "state_dir": state_dir,
+        "cluster": cluster,
+        "netns": netns.cluster_netns(cluster),
         "kubeconfig": kubeconfig_path(state_dir),
-        "server": cluster["server"],
-        "ca_file": os.path.join(_cluster_dir(state_dir), "pki", "ca.crt"),
+        "server": _server(state_dir, binaries),
+        "ca_file": os.path.join(_cluster_dir(state_dir, cluster), "pki", "ca.crt"),
         "binaries": binaries,
         "pod_cidr": POD_CIDR,
         "nodes": {node["labels"]["kubernetes.io/os"]: node["name"] for node in NODES},
     }
 
 
-def up(state_dir=None):
+def up(state_dir=None, cluster=DEFAULT_CLUSTER):
     """Start the cluster, or reuse the running one; return how to reach it."""
     state_dir = state_dir or default_state_dir()
     os.makedirs(state_dir, exist_ok=True)
-    try:
-        binaries = _binaries()
-    except build.BuildError as error:
-        raise LabError(str(error)) from error
-    _set_blackholes("replace")
-    _ensure_cluster(state_dir, binaries)
+    binaries = _binaries()
+    _ensure_cluster(state_dir, cluster, binaries)
     _ensure_nodes(state_dir, binaries)
-    return _facts(state_dir, binaries)
+    return _facts(state_dir, cluster, binaries)
 
 
-def _set_blackholes(action):
-    for cidr in BLACKHOLED_RANGES:
-        result = subprocess.run(["ip", "route", action, "blackhole", cidr], capture_output=True, text=True, check=False)
-        if result.returncode != 0 and action == "replace":
-            raise LabError("cannot blackhole %s on this host (needs root and iproute2): %s" % (cidr, result.stderr.strip()))
-
-
-def _tracked_pids(state_dir):
-    pids_dir = os.path.join(_cluster_dir(state_dir), "pids")
-    if not os.path.isdir(pids_dir):
-        return []
-    pids = []
-    for name in os.listdir(pids_dir):
-        with open(os.path.join(pids_dir, name), encoding="utf-8") as pid_file:
-            pids.append(int(pid_file.read().strip()))
-    return pids
-
-
-def _alive(pid):
-    """Whether pid still runs; a zombie has stopped, only its parent has yet to reap it."""
+def _read_pid(path):
     try:
-        with open("/proc/%d/stat" % pid, encoding="utf-8") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+        with open(path, encoding="utf-8") as pid_file:
+            return int(pid_file.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
-def _wait_stopped(pids, timeout=10):
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            raise LabError("processes still running after kwokctl delete cluster: %s" % [pid for pid in pids if _alive(pid)])
-        time.sleep(0.2)
+def _tracked_components(state_dir, cluster):
+    """{pid: binary name} of the processes kwokctl recorded for the cluster."""
+    pids_dir = os.path.join(_cluster_dir(state_dir, cluster), "pids")
+    tracked = {}
+    for name in os.listdir(pids_dir) if os.path.isdir(pids_dir) else []:
+        pid = _read_pid(os.path.join(pids_dir, name))
+        component = name.removesuffix(".pid")
+        if pid and component in COMPONENT_BINARIES:
+            tracked[pid] = COMPONENT_BINARIES[component]
+    return tracked
 
 
-def down(state_dir=None):
-    """Stop every process of the cluster and delete its state; the kubeconfig goes with it."""
+def down(state_dir=None, cluster=DEFAULT_CLUSTER):
+    """Remove everything the cluster made, even after a failed or half-done up (idempotent).
+
+    Its processes (by recorded PID, each checked to still run what was recorded), its forwarder, every network
+    namespace named for the cluster (and whatever still runs in them), its state and kubeconfig.
+    """
     state_dir = state_dir or default_state_dir()
-    if not os.path.isdir(_cluster_dir(state_dir)):
-        return
-    pids = _tracked_pids(state_dir)
-    _kwokctl(state_dir, _binaries(), "delete", "cluster", "--kubeconfig", kubeconfig_path(state_dir))
-    _wait_stopped(pids)
-    _set_blackholes("del")
-    if os.path.exists(kubeconfig_path(state_dir)):
-        os.remove(kubeconfig_path(state_dir))
+    cluster_dir = _cluster_dir(state_dir, cluster)
+    pid_path, log_path = _forwarder_files(state_dir, cluster)
+    processes = _tracked_components(state_dir, cluster)
+    forwarder = _read_pid(pid_path)
+    if forwarder:
+        processes[forwarder] = netns.FORWARDER_MODULE
+    try:
+        netns.stop(processes)
+        for name in reversed(netns.of_cluster(netns.cluster_netns(cluster))):
+            netns.remove(name)
+    except netns.NetnsError as error:
+        raise LabError(str(error)) from error
+    # Its processes are gone: what kwokctl would delete is only files now, and a half-created cluster may
+    # lack the configuration `kwokctl delete cluster` needs.
+    for path in (cluster_dir, os.path.join(state_dir, "kwokctl.yaml"), kubeconfig_path(state_dir), pid_path, log_path):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    for directory in (os.path.dirname(cluster_dir), _kwok_workdir(state_dir)):
+        if os.path.isdir(directory) and not os.listdir(directory):
+            os.rmdir(directory)
 
 
-def status(state_dir=None):
+def status(state_dir=None, cluster=DEFAULT_CLUSTER):
     """Whether the cluster is up, and where."""
     state_dir = state_dir or default_state_dir()
-    if not os.path.isdir(_cluster_dir(state_dir)):
+    if not os.path.isdir(_cluster_dir(state_dir, cluster)):
         return {"running": False, "state_dir": state_dir}
     binaries = _binaries()
     running = _is_ready(state_dir, binaries)
-    facts = _facts(state_dir, binaries) if running else {"state_dir": state_dir}
-    return dict(facts, running=running, processes=len([pid for pid in _tracked_pids(state_dir) if _alive(pid)]))
+    facts = _facts(state_dir, cluster, binaries) if running else {"state_dir": state_dir}
+    tracked = _tracked_components(state_dir, cluster)
+    return dict(facts, running=running, processes=len([pid for pid, binary in tracked.items() if netns.is_running(pid, binary)]))

@@ -13,8 +13,9 @@ from tests.lab import kube
 def kube_lab():
     """The running lab cluster.
 
-    Keys: state_dir, kubeconfig, server (https://127.0.0.1:PORT), ca_file, binaries ({name: path} for
-    kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, kwokctl), pod_cidr,
-    nodes ({"linux": name, "windows": name}).
+    Keys: state_dir, cluster (its name), netns (the network namespace its control plane runs in), kubeconfig,
+    server (https://127.0.0.1:PORT, the same inside netns and, through a forwarder, on the host), ca_file,
+    binaries ({name: path} for kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok,
+    kwokctl), pod_cidr, nodes ({"linux": name, "windows": name}).
     """
     return kube.up()
