@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._webhook_manifests import crd
-from tests.lab import COLLECTIONS_PATH, kube, webhook
+from tests.lab import COLLECTIONS_PATH, kube, netns, webhook
 
 pytest_plugins = ("tests.lab.pytest_kube",)
 
@@ -174,7 +174,6 @@ def fixture_lab(kube_lab):
     # Whatever a failed test left: remove it, so the shared lab is not wedged by a failurePolicy Fail webhook.
     run_play(kube_lab, [credspec_task([ITEST_APP, ITEST_OTHER], state="absent")])
     run_play(kube_lab, [webhook_task(state="absent")])
-    webhook.stop(kube_lab, NAMESPACE, NAME)
     command = [kube_lab["binaries"]["kubectl"], "--kubeconfig", kube_lab["kubeconfig"], "delete", "namespace", APPS, "--ignore-not-found", "--wait"]
     subprocess.run(command, capture_output=True, check=False)
     if CRD_KEY not in before and CRD_KEY in snapshot(kube_lab) and not kubectl_json(kube_lab, "get", "gmsacredentialspecs")["items"]:
@@ -242,10 +241,6 @@ def test_webhook_that_never_becomes_ready_times_out_naming_it(lab):
         kubectl(lab, "wait", "--for=delete", "namespace/itest-never-ready", "--timeout=60s")
 
 
-def _run(*command):
-    subprocess.run(command, check=True, capture_output=True)
-
-
 def ready_endpoint_ips(lab, namespace, service, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -258,33 +253,17 @@ def ready_endpoint_ips(lab, namespace, service, timeout=60):
     raise AssertionError("no ready endpoints for %s/%s" % (namespace, service))
 
 
-class RefusingPods:
+# An image the lab kubelet does not run: kwok makes such pods Ready at once, and nothing of the lab serves them.
+NOT_THE_WEBHOOK_IMAGE = "registry.k8s.io/pause:3.10"
+
+
+def refusing_pods(lab, addresses, index=0):
     """A network namespace of the test owning the pod IPs, with nothing listening: every call is refused at once.
 
-    Without it the API server's calls to those IPs would find no route (its namespace has none). The veth's other
-    end is in the API server's namespace; the name makes labctl down sweep the namespace with the cluster's.
+    Without it the API server's calls to those IPs would find no route (the lab's namespaces have none).
     """
-
-    def __init__(self, lab, addresses, index=0):
-        self.addresses, self.api_netns = addresses, lab["netns"]
-        self.netns, self.host_veth, self.pod_veth = "%s.itest-refuse%d" % (lab["netns"], index), "itgh%d" % index, "itgp%d" % index
-        self.host_address = "10.244.255.%d" % (250 - index)
-
-    def __enter__(self):
-        _run("ip", "netns", "add", self.netns)
-        _run("ip", "-n", self.api_netns, "link", "add", self.host_veth, "type", "veth", "peer", "name", self.pod_veth, "netns", self.netns)
-        _run("ip", "-n", self.api_netns, "addr", "add", self.host_address + "/32", "dev", self.host_veth)
-        _run("ip", "-n", self.api_netns, "link", "set", self.host_veth, "up")
-        _run("ip", "-n", self.netns, "link", "set", self.pod_veth, "up")
-        _run("ip", "-n", self.netns, "route", "add", self.host_address + "/32", "dev", self.pod_veth)
-        for address in self.addresses:
-            _run("ip", "-n", self.netns, "addr", "add", address + "/32", "dev", self.pod_veth)
-            _run("ip", "-n", self.api_netns, "route", "add", address + "/32", "dev", self.host_veth, "src", self.host_address)
-        return self
-
-    def __exit__(self, *exc_info):
-        # Deleting the namespace destroys the veth pair and with it the routes through it.
-        subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
+    name = "%s.itest-refuse%d" % (netns.cluster_netns(lab["cluster"]), index)
+    return webhook.PodNetwork(name, addresses, lab.get("netns"), "itr%d" % index)
 
 
 def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
@@ -292,7 +271,7 @@ def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
     name = "itest-refusing"
     others = sorted(item["metadata"]["name"] for item in kubectl_json(lab, "get", "namespaces")["items"] if item["metadata"]["name"] != APPS)
     # Only the suite's namespace is intercepted, so the shared lab's other pods never meet this webhook.
-    options = dict(name=name, namespace=name, wait_timeout=15, excluded_namespaces=others, probe_namespace=APPS)
+    options = dict(name=name, namespace=name, wait_timeout=15, excluded_namespaces=others, probe_namespace=APPS, image=NOT_THE_WEBHOOK_IMAGE)
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.update(play=run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": options}])))
     runner.start()
@@ -304,7 +283,7 @@ def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
                 break
             except kube.LabError:
                 time.sleep(0.5)
-        with RefusingPods(lab, ready_endpoint_ips(lab, name, name)):
+        with refusing_pods(lab, ready_endpoint_ips(lab, name, name)):
             runner.join()
             play = outcome["play"]
             assert play.rc != 0
@@ -463,7 +442,10 @@ STAGED = "itest-staged"
 @pytest.fixture(name="staged", scope="module")
 def fixture_staged(lab, gmsa_crd):
     others = sorted(item["metadata"]["name"] for item in kubectl_json(lab, "get", "namespaces")["items"] if item["metadata"]["name"] != APPS)
-    options = {"name": STAGED, "namespace": STAGED, "wait": False, "excluded_namespaces": others + [STAGED], "probe_namespace": APPS}
+    options = {
+        "name": STAGED, "namespace": STAGED, "wait": False, "excluded_namespaces": others + [STAGED], "probe_namespace": APPS,
+        "image": NOT_THE_WEBHOOK_IMAGE,
+    }
     before = our_snapshot(lab)
     started = time.monotonic()
     first = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": options}])
@@ -472,7 +454,7 @@ def fixture_staged(lab, gmsa_crd):
         applied = time.monotonic() - started
         kubectl(lab, "wait", "--for=condition=Available", "deployment/" + STAGED, "-n", STAGED, "--timeout=60s")
         print("\nwebhook install: %.1f s to apply every object, %.1f s to a Deployment Available" % (applied, time.monotonic() - started))
-        with RefusingPods(lab, ready_endpoint_ips(lab, STAGED, STAGED), index=1):
+        with refusing_pods(lab, ready_endpoint_ips(lab, STAGED, STAGED), index=1):
             yield {"options": options, "first": first, "before": before}
     finally:
         run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
@@ -598,21 +580,11 @@ def test_staged_uninstall_removes_what_it_created_and_nothing_else(lab, staged):
 
 
 def install_and_serve(lab, **options):
-    """Run the install while the harness starts the real webhook for the Deployment it creates."""
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(play=run_play(lab, [webhook_task(**options)])))
+    """Run the install; the lab kubelet runs the real binary for each pod of the Deployment as it appears."""
     started = time.monotonic()
-    runner.start()
-    deadline = time.monotonic() + 60
-    while runner.is_alive() and time.monotonic() < deadline:
-        try:
-            kubectl(lab, "get", "deployment", "-n", NAMESPACE, NAME)
-            break
-        except kube.LabError:
-            time.sleep(0.5)
-    served = webhook.serve(lab, NAMESPACE, NAME)
-    runner.join()
-    return outcome["play"], served, time.monotonic() - started
+    play = run_play(lab, [webhook_task(**options)])
+    served = webhook.wait_serving(lab, NAMESPACE, NAME)
+    return play, served, time.monotonic() - started
 
 
 @pytest.fixture(name="installed", scope="module")
@@ -675,14 +647,69 @@ def test_authorized_pod_is_admitted_with_the_objects_credspec(lab, installed):
     assert json.loads(pod["spec"]["securityContext"]["windowsOptions"]["gmsaCredentialSpec"]) == credspec
 
 
+# What the API server says when a webhook refuses, followed by the webhook's own message.
+DENIED = 'admission webhook "admission-webhook.windows-gmsa.sigs.k8s.io" denied the request: '
+
+
 def test_other_service_account_is_refused(lab, installed):
     _pod, error = dry_run_pod(lab, "other", "itestapp")
-    assert "is not authorized to `use` GMSA cred spec" in error
+    # admission-webhook/webhook.go, validateCreateRequest.
+    assert DENIED + 'service account "other" is not authorized to `use` GMSA cred spec "itestapp"' in error
 
 
 def test_missing_credspec_is_refused(lab, installed):
     _pod, error = dry_run_pod(lab, "allowed", "no-such-credspec")
-    assert "cred spec no-such-credspec does not exist" in error
+    # The mutating webhook runs first and cannot inline what does not exist (admission-webhook/kube_client.go,
+    # retrieveCredSpecContents).
+    assert DENIED + "cred spec no-such-credspec does not exist" in error
+
+
+def test_update_changing_the_gmsa_name_is_refused(lab, installed):
+    """Refused twice over: by the API server, and by the webhook when asked.
+
+    The API server validates an update against the stored pod (k8s.io/apiserver pkg/registry/generic/registry/
+    store.go, Update: rest.BeforeUpdate, then the validating admission webhooks), and a pod's security context
+    is immutable (k8s.io/kubernetes pkg/apis/core/validation ValidatePodUpdate), so a changed gMSA name never
+    reaches the webhook through the API. The webhook's own rule (admission-webhook/webhook.go,
+    validateUpdateRequest) is proven by sending its /validate endpoint the AdmissionReview the API server would.
+    """
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "itest-gmsa-update", "namespace": APPS},
+        "spec": {
+            "serviceAccountName": "allowed", "nodeSelector": {"kubernetes.io/os": "windows"},
+            "securityContext": {"windowsOptions": {"gmsaCredentialSpecName": "itestapp"}},
+            "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/servercore/iis:windowsservercore-ltsc2022"}],
+        },
+    }
+    created = json.loads(kubectl(lab, "create", "-o", "json", "-f", "-", stdin=json.dumps(pod)))
+    try:
+        renamed = {"spec": {"securityContext": {"windowsOptions": {"gmsaCredentialSpecName": "itest-other"}}}}
+        with pytest.raises(kube.LabError, match="pod updates may not change fields other than"):
+            kubectl(lab, "patch", "pod", "-n", APPS, "itest-gmsa-update", "--type=merge", "-p", json.dumps(renamed))
+        changed = json.loads(json.dumps(created))
+        changed["spec"]["securityContext"]["windowsOptions"]["gmsaCredentialSpecName"] = "itest-other"
+        response = ask_webhook(installed["served"], "/validate", {
+            "uid": "itest-update", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"}, "operation": "UPDATE",
+            "namespace": APPS, "name": "itest-gmsa-update", "object": changed, "oldObject": created,
+            "userInfo": {"username": "itest"},
+        })
+        assert response["allowed"] is False and response["uid"] == "itest-update"
+        assert response["status"]["message"] == 'cannot update an existing pod\'s GMSA settings (GMSA name modified on pod "itest-gmsa-update")'
+    finally:
+        kubectl(lab, "delete", "pod", "-n", APPS, "itest-gmsa-update", "--ignore-not-found", "--wait=false")
+
+
+def ask_webhook(served, path, request):
+    """POST an AdmissionReview to a served webhook pod, from inside its network namespace; return its response."""
+    address = served["addresses"][0]
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+    command = netns.command_in(served["netns"][address], [
+        "curl", "-sk", "--noproxy", "*", "--max-time", "10", "-H", "Content-Type: application/json", "--data-binary", "@-",
+        "https://%s:%s%s" % (address, served["port"], path),
+    ])
+    result = subprocess.run(command, input=json.dumps(review), capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)["response"]
 
 
 def _ca_bundle(lab):
@@ -697,8 +724,8 @@ def test_certificate_renewal_keeps_admission_working_without_a_new_ca_bundle(lab
     assert renewal.result["certificate"]["renewed"] and "renewal window" in renewal.result["certificate"]["reason"]
     assert kubectl_json(lab, "get", "secret", "-n", NAMESPACE, NAME + "-tls")["data"]["tls.crt"] != old_cert
     assert _ca_bundle(lab) == bundle
-    # The harness copies the Secret into the running pod's files, as the kubelet does; --cert-reload does the rest.
-    webhook.serve(lab, NAMESPACE, NAME)
+    # The lab kubelet re-reads the Secret into the running pods' files, as the kubelet does.
+    webhook.wait_serving(lab, NAMESPACE, NAME)
     verify = run_play(lab, [webhook_task()])
     assert verify.rc == 0, verify.output
     assert verify.result["admission"] == "the webhook refused a pod naming a missing credspec"
@@ -728,7 +755,6 @@ def test_uninstall_leaves_the_cluster_as_before(lab, installed):
     uninstall = run_play(lab, [webhook_task(state="absent")])
     assert uninstall.rc == 0, uninstall.output
     assert {entry["action"] for entry in uninstall.result["objects"]} == {"deleted"}
-    webhook.stop(lab, NAMESPACE, NAME)
     # The apps namespace and its service accounts are the suite's own, removed by the fixture.
     leftovers = None
     deadline = time.monotonic() + 60

@@ -9,6 +9,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from kubernetes import client, config, utils
 from kubernetes.client.rest import ApiException
 
-from tests.lab import webhook
+from tests.lab import netns, stages, webhook
 
 pytest_plugins = ("tests.lab.pytest_kube",)
 
@@ -156,11 +157,11 @@ def test_rbac_grants_use_only_through_the_binding(api, app_accounts, credspec):
 
 
 def _self_signed_tls(dns_name):
-    """A CA and a serving certificate for dns_name, as PEM: (ca, cert, key)."""
+    """A CA (kept: it signs renewals) and a serving certificate for dns_name as PEM: (ca, cert, key)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca = _tls.new_ca("lab webhook CA", now, datetime.timedelta(days=1))
     server = _tls.new_server_cert(ca, [dns_name], now, datetime.timedelta(days=1))
-    return ca.cert.encode(), server.cert.encode(), server.key.encode()
+    return ca, server.cert.encode(), server.key.encode()
 
 
 def _webhook_install(ca, cert, key):
@@ -235,16 +236,17 @@ def _delete_namespace(api, name):
 
 @pytest.fixture(name="served_webhook", scope="module")
 def fixture_served_webhook(api, kube_lab):
-    install = _webhook_install(*_self_signed_tls("%s.%s.svc" % (WEBHOOK_NAME, WEBHOOK_NAMESPACE)))
-    _apply(api, *install)
+    ca, cert, key = _self_signed_tls("%s.%s.svc" % (WEBHOOK_NAME, WEBHOOK_NAMESPACE))
+    _apply(api, *_webhook_install(ca.cert.encode(), cert, key))
     try:
-        yield webhook.serve(kube_lab, WEBHOOK_NAMESPACE, WEBHOOK_NAME)
+        # The lab kubelet (started by labctl up) runs the real binary for the Deployment's pod.
+        yield dict(webhook.wait_serving(kube_lab, WEBHOOK_NAMESPACE, WEBHOOK_NAME), ca=ca)
     finally:
         # With failurePolicy Fail, configurations left behind would refuse every later pod of the lab.
         admission = client.AdmissionregistrationV1Api(api)
         admission.delete_mutating_webhook_configuration("lab-gmsa-webhook")
         admission.delete_validating_webhook_configuration("lab-gmsa-webhook")
-        webhook.stop(kube_lab, WEBHOOK_NAMESPACE, WEBHOOK_NAME)
+        # Deleting the namespace deletes the pod, and the lab kubelet stops its process and network namespace.
         _delete_namespace(api, WEBHOOK_NAMESPACE)
 
 
@@ -301,3 +303,80 @@ def test_pod_naming_a_missing_credspec_is_refused(api, app_accounts):
     with pytest.raises(ApiException) as raised:
         _create_pod(api, _pod("missing", app_accounts["allowed"], "no-such-credspec"))
     assert "cred spec no-such-credspec does not exist" in raised.value.body
+
+
+# --- the lab kubelet: readiness, Secret projection, pod lifecycle --------------------------------------------
+
+
+def _served_record(kube_lab, pod_name):
+    records = {record["pod"]: record for record in webhook.status(kube_lab["state_dir"]).values()}
+    return records.get("%s/%s" % (WEBHOOK_NAMESPACE, pod_name))
+
+
+def _webhook_pods(api):
+    return client.CoreV1Api(api).list_namespaced_pod(WEBHOOK_NAMESPACE, label_selector="app=" + WEBHOOK_NAME).items
+
+
+def test_served_pod_is_ready_and_a_pod_nothing_runs_is_not(api, kube_lab, served_webhook):
+    (pod,) = _webhook_pods(api)
+    assert pod.metadata.annotations[stages.SERVING_ANNOTATION] == "true"
+    assert {condition.type: condition.status for condition in pod.status.conditions}["Ready"] == "True"
+    assert _served_record(kube_lab, pod.metadata.name)["addresses"] == served_webhook["addresses"]
+    # Another tag of the image: kwok gives the pod an IP and Running, but no binary serves it, so it never turns Ready.
+    apps = client.AppsV1Api(api)
+    deployment = next(manifest for manifest in _webhook_install(b"", b"", b"") if manifest["kind"] == "Deployment")
+    labels = {"app": "gmsa-webhook-old"}
+    deployment["metadata"] = dict(deployment["metadata"], name="gmsa-webhook-old")
+    deployment["spec"]["selector"]["matchLabels"] = deployment["spec"]["template"]["metadata"]["labels"] = labels
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = container["image"].replace(":v0.13.0", ":v0.12.1")
+    apps.create_namespaced_deployment(WEBHOOK_NAMESPACE, deployment)
+    try:
+        core = client.CoreV1Api(api)
+
+        def running_old_pod():
+            pods = core.list_namespaced_pod(WEBHOOK_NAMESPACE, label_selector="app=gmsa-webhook-old").items
+            return pods[0] if pods and pods[0].status.phase == "Running" and pods[0].status.pod_ip else None
+
+        _wait(running_old_pod, "the v0.12.1 pod to run")
+        time.sleep(3 * webhook.SYNC_SECONDS)  # what the lab kubelet would take to serve it, had it the binary
+        old = running_old_pod()
+        assert {condition.type: condition.status for condition in old.status.conditions}["Ready"] == "False"
+        assert stages.SERVING_ANNOTATION not in (old.metadata.annotations or {})
+        assert _served_record(kube_lab, old.metadata.name) is None
+    finally:
+        apps.delete_namespaced_deployment("gmsa-webhook-old", WEBHOOK_NAMESPACE)
+
+
+def test_a_renewed_secret_reaches_the_pod_as_an_atomic_data_swap(api, kube_lab, served_webhook):
+    (pod,) = _webhook_pods(api)
+    volume = os.path.join(_served_record(kube_lab, pod.metadata.name)["directory"], "volumes", "tls")
+    before = os.readlink(os.path.join(volume, "..data"))
+    assert os.readlink(os.path.join(volume, "tls.crt")) == "..data/tls.crt"
+    renewed = _tls.new_server_cert(served_webhook["ca"], ["%s.%s.svc" % (WEBHOOK_NAME, WEBHOOK_NAMESPACE)], datetime.datetime.now(datetime.timezone.utc),
+                                   datetime.timedelta(days=1))
+    data = {"tls.crt": base64.b64encode(renewed.cert.encode()).decode(), "tls.key": base64.b64encode(renewed.key.encode()).decode()}
+    client.CoreV1Api(api).patch_namespaced_secret(WEBHOOK_NAME, WEBHOOK_NAMESPACE, {"data": data})
+    _wait(lambda: os.readlink(os.path.join(volume, "..data")) != before, "the renewed Secret in the pod's volume", timeout=4 * webhook.SYNC_SECONDS)
+    after = os.readlink(os.path.join(volume, "..data"))
+    # k8s.io/kubernetes pkg/volume/util/atomic_writer.go: a new ..YYYY_MM_DD_HH_MM_SS.<random> directory, ..data
+    # swapped to it, the user-visible names still links through ..data, the old directory gone.
+    assert re.match(r"^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.", after)
+    assert not os.path.exists(os.path.join(volume, before))
+    assert sorted(os.listdir(volume)) == sorted(["..data", after, "tls.crt", "tls.key"])
+    with open(os.path.join(volume, "tls.crt"), encoding="utf-8") as projected:
+        assert projected.read() == renewed.cert
+
+
+@pytest.mark.usefixtures("served_webhook")
+def test_a_deleted_pod_loses_its_process_and_network_namespace(api, kube_lab):
+    (pod,) = _webhook_pods(api)
+    record = _served_record(kube_lab, pod.metadata.name)
+    client.CoreV1Api(api).delete_namespaced_pod(pod.metadata.name, WEBHOOK_NAMESPACE)
+    # The ReplicaSet makes another pod; the lab kubelet serves it and tears the old one down.
+    replacement = webhook.wait_serving(kube_lab, WEBHOOK_NAMESPACE, WEBHOOK_NAME)
+    _wait(lambda: _served_record(kube_lab, pod.metadata.name) is None, "the deleted pod to be forgotten")
+    assert replacement["pods"] != ["%s/%s" % (WEBHOOK_NAMESPACE, pod.metadata.name)]
+    assert not os.path.exists(os.path.join("/run/netns", record["netns"]))
+    assert not any(netns.is_running(pid, "") for pid in record["pids"].values())
+    assert not os.path.exists(record["directory"])
