@@ -28,8 +28,11 @@ def _kube_up(state_dir, cluster):
 
 
 def _kube_down(state_dir, cluster):
-    webhook.stop_all(state_dir)
-    kube.down(state_dir, cluster)
+    try:
+        webhook.stop_all(state_dir)
+    finally:
+        # Even if the webhook side failed: the cluster's namespaces go, with whatever still runs inside them.
+        kube.down(state_dir, cluster)
 
 
 def kube_status(state_dir, cluster):
