@@ -115,6 +115,7 @@ class WSManEndpoint:
         self.encrypted_messages = 0
         self.chunked_messages = 0
         self.chunked_answers = 0
+        self.timed_out_receives = 0
         # What each authenticated connection used: (protocol, delegated credential or None), for the tests.
         self.authentications: list[tuple[str, object]] = []
         if keytab:
@@ -323,11 +324,20 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
             command = self.shells[shell_id][stream.get("CommandId")]
             command["stdin"] += base64.b64decode(stream.text or "")
             if stream.get("End") == "true":
-                command["output"] = _run_as_windows_would(self.endpoint.execute, command)
+                # As on Windows, the command runs while Send returns; Receive waits for it.
+                command["done"] = threading.Event()
+                threading.Thread(target=_run_in_background, args=(self.endpoint.execute, command), daemon=True).start()
             content = "<rsp:SendResponse/>"
         elif name == "Receive":
             command_id = body.find("rsp:Receive/rsp:DesiredStream", NS).get("CommandId")
-            stdout, stderr, exit_code = self.shells[shell_id][command_id]["output"]
+            command = self.shells[shell_id][command_id]
+            # Windows answers a Receive that had no output within OperationTimeout with this fault
+            # (ERROR_WSMAN_OPERATION_TIMEDOUT, which pywinrm's Protocol.send_message turns into
+            # WinRMOperationTimeoutError), and the client asks again.
+            if not command["done"].wait(_seconds(envelope.findtext("s:Header/w:OperationTimeout", default="PT60S", namespaces=NS))):
+                self.endpoint.timed_out_receives += 1
+                return 500, _fault(message_id, "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.", 2150858793)
+            stdout, stderr, exit_code = command["output"]
             content = (
                 f'<rsp:ReceiveResponse><rsp:Stream Name="stdout" CommandId="{command_id}">{base64.b64encode(stdout).decode()}</rsp:Stream>'
                 f'<rsp:Stream Name="stderr" CommandId="{command_id}">{base64.b64encode(stderr).decode()}</rsp:Stream>'
@@ -343,6 +353,16 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
         else:
             return 500, _fault(message_id, f"action {action} is not implemented by this endpoint")
         return 200, _envelope(f"{action}Response", message_id, content)
+
+
+def _run_in_background(execute, command: dict) -> None:
+    command["output"] = _run_as_windows_would(execute, command)
+    command["done"].set()
+
+
+def _seconds(duration: str) -> float:
+    """An xs:duration of seconds as WS-Management sends OperationTimeout (PT20.000S)."""
+    return float(duration.removeprefix("PT").removesuffix("S"))
 
 
 def _run_as_windows_would(execute, command: dict) -> tuple[bytes, bytes, int]:
@@ -364,10 +384,10 @@ def _envelope(action: str, relates_to: str, body: str) -> bytes:
     ).encode("utf-8")
 
 
-def _fault(relates_to: str, reason: str) -> bytes:
+def _fault(relates_to: str, reason: str, code: int = 2150858770) -> bytes:
     body = (
         f'<s:Fault><s:Code><s:Value>s:Receiver</s:Value></s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason>'
-        '<s:Detail><f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="2150858770"/></s:Detail></s:Fault>'
+        f'<s:Detail><f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}"/></s:Detail></s:Fault>'
     )
     return _envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", relates_to, body)
 
