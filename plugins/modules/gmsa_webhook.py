@@ -96,7 +96,9 @@ options:
       - Number of webhook pods. Two or more keep admission working while a node drains. A PodDisruptionBudget
         allows one pod to be evicted at a time (C(maxUnavailable=1); C(minAvailable=1) would block every drain with
         one replica).
-      - Rollouts (renewals, upgrades) start a new pod and wait until it is ready before stopping an old one.
+      - Rollouts (renewals, upgrades) start a new pod and wait until it is ready before stopping an old one. On
+        Kubernetes 1.30 and later a stopping pod keeps serving for 5 seconds (a C(preStop) sleep), so the API server
+        stops calling it first; before 1.30, a roll may fail the few admissions that reach a pod as it stops.
     type: int
     default: 2
   node_selector:
@@ -131,9 +133,10 @@ options:
     default: 50
   view_aggregation:
     description:
-      - Create a ClusterRole C(<name>-viewer) aggregated into the built-in C(view) role, so users who may view a
-        namespace may also read C(GMSACredentialSpec) objects (the chart's C(viewerRole)). Credential specs hold no
-        secret, but they name the domain and the gMSA.
+      - Create a ClusterRole C(<name>-viewer) aggregated into the built-in C(view) role, so users bound to C(view)
+        with a ClusterRoleBinding may also read C(GMSACredentialSpec) objects (the chart's C(viewerRole)). Credspecs
+        are cluster-scoped: a RoleBinding to C(view) in one namespace does not reach them. They hold no secret, but
+        they name the domain and the gMSA.
     type: bool
     default: false
   resources:
@@ -408,6 +411,7 @@ admission:
 """
 
 import base64
+import dataclasses
 import datetime
 import re
 
@@ -844,7 +848,14 @@ def place(reconciler, obj, foreign):
     return reconciler.adopt(obj) if foreign.pop(object_ref(obj), None) else reconciler.apply(obj)
 
 
+# How long a stopping webhook pod keeps serving; the preStop sleep action is on by default from Kubernetes 1.30.
+PRE_STOP_SECONDS = 5
+PRE_STOP_SLEEP_SINCE = (1, 30)
+
+
 def install(module, cluster, reconciler, settings):
+    if cluster.server_version() >= PRE_STOP_SLEEP_SINCE:
+        settings = dataclasses.replace(settings, pre_stop_seconds=PRE_STOP_SECONDS)
     namespace_live = settle_namespace(module, cluster, reconciler, settings)
     foreign = check_preconditions(cluster, reconciler, settings, module.params["adopt"])
     adopting = bool(foreign)

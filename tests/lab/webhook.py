@@ -434,6 +434,13 @@ def _processes(pids):
     return {pid: markers[name] for name, pid in pids.items()}
 
 
+def pre_stop_sleep(pod):
+    """Seconds the kubelet lets a stopping pod's container run on: its preStop sleep action, within the grace period."""
+    container = pod["spec"]["containers"][0]
+    seconds = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
+    return min(seconds, pod["spec"].get("terminationGracePeriodSeconds", 30))
+
+
 def wanted(pod):
     """Whether a pod (a dict as the API serves it) should have a webhook process here."""
     meta, spec, pod_status = pod["metadata"], pod["spec"], pod.get("status") or {}
@@ -455,6 +462,8 @@ class LabKubelet:
         self.api = config.new_client_from_config(facts["kubeconfig"])
         self.core = client.CoreV1Api(self.api)
         self.served = {}
+        # Pods told to stop whose preStop sleep runs: {uid: (when to stop, ServedPod)}.
+        self.draining = {}
         self.stopping = False
 
     def _reconcile(self, pod):
@@ -470,12 +479,28 @@ class LabKubelet:
             LOG.debug("pod %s/%s: not run here (image %s, phase %s)", pod["metadata"]["namespace"], pod["metadata"]["name"],
                       pod["spec"]["containers"][0]["image"], (pod.get("status") or {}).get("phase"))
 
-    def _forget(self, uid):
+    def _forget(self, uid, drain=True):
+        """Stop a pod's webhook; as the kubelet does, not before its preStop sleep is over (it serves meanwhile)."""
         served = self.served.pop(uid)
+        seconds = pre_stop_sleep(served.pod) if drain else 0
+        if seconds:
+            LOG.info("pod %s: stopping, preStop sleep of %d s first", served, seconds)
+            self.draining[uid] = (time.monotonic() + seconds, served)
+            return
+        self._stop(served)
+
+    @staticmethod
+    def _stop(served):
         try:
             served.stop()
         except (WebhookError, netns.NetnsError, OSError) as error:
             LOG.error("pod %s: cannot stop: %s", served, error)
+
+    def _stop_drained(self, everything=False):
+        for uid, (deadline, served) in list(self.draining.items()):
+            if everything or time.monotonic() >= deadline:
+                del self.draining[uid]
+                self._stop(served)
 
     def _sync_all(self):
         for served in list(self.served.values()):
@@ -520,9 +545,11 @@ class LabKubelet:
                 if time.monotonic() - last_sync >= SYNC_SECONDS or any(not served.serving for served in self.served.values()):
                     self._sync_all()
                     last_sync = time.monotonic()
+                self._stop_drained()
         finally:
             for uid in list(self.served):
-                self._forget(uid)
+                self._forget(uid, drain=False)
+            self._stop_drained(everything=True)
 
     def _stop_signal(self, _signum, _frame):
         self.stopping = True

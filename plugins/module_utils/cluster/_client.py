@@ -19,6 +19,7 @@ this layer only adds what the modules need on top of its client:
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -203,6 +204,11 @@ class Cluster:
                 return False
             raise
         return any(resource.get("name") == entry.plural for resource in resources)
+
+    def server_version(self) -> tuple[int, int]:
+        """The API server's (major, minor) version, from /version (a minor such as "30+" counts as 30)."""
+        version = self._request("get", "/version", "reading the API server's version")
+        return int(version.get("major") or 0), int(re.match(r"\d*", version.get("minor") or "").group() or 0)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist (a kind the API does not serve counts as not existing)."""

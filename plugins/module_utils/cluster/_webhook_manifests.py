@@ -114,6 +114,9 @@ class WebhookSettings:
     certificate_renew_before: str = "720h"
     ca_duration: str = "87600h"
     private_key_rotation_policy: str = "Always"
+    # Seconds a stopping pod keeps serving (a preStop sleep) while its endpoint leaves the API server's view;
+    # 0 where the cluster lacks the sleep action (before Kubernetes 1.30).
+    pre_stop_seconds: int = 0
 
     @property
     def tls_secret(self) -> str:
@@ -285,6 +288,11 @@ def deployment(settings: WebhookSettings, certificate_sha256: str | None) -> dic
         },
         "volumeMounts": [{"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True}],
     }
+    if settings.pre_stop_seconds:
+        # The binary exits at once on SIGTERM (main.go sets no signal handler), and the API server may still pick
+        # the pod for a moment after it left the endpoints: a roll would drop those admissions. The image is FROM
+        # scratch, with no sleep command, hence the kubelet's own sleep action.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": settings.pre_stop_seconds}}}
     pod_spec: dict[str, Any] = {
         "serviceAccountName": settings.name,
         "nodeSelector": dict(settings.node_selector, **{"kubernetes.io/os": "linux"}),

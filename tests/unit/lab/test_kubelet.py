@@ -86,3 +86,54 @@ def webhook_pod(**changes):
 ])
 def test_which_pods_the_lab_kubelet_runs(changes, wanted):
     assert webhook.wanted(webhook_pod(**changes)) == wanted
+
+
+def _pod(lifecycle=None, grace=None):
+    container = {"name": "webhook", "image": "registry.k8s.io/gmsa-webhook/k8s-gmsa-webhook:v0.13.0"}
+    if lifecycle:
+        container["lifecycle"] = lifecycle
+    spec = {"containers": [container]}
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    return {"metadata": {"uid": "u1"}, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    ("pod", "seconds"),
+    [
+        (_pod(), 0),
+        (_pod({"preStop": {"sleep": {"seconds": 5}}}), 5),
+        # The kubelet kills the container when the grace period ends, preStop or not.
+        (_pod({"preStop": {"sleep": {"seconds": 50}}}), 30),
+        (_pod({"preStop": {"sleep": {"seconds": 50}}}, grace=10), 10),
+    ],
+)
+def test_a_stopping_pod_serves_on_for_its_pre_stop_sleep(pod, seconds):
+    assert webhook.pre_stop_sleep(pod) == seconds
+
+
+def test_the_kubelet_stops_a_pod_only_after_its_pre_stop_sleep(monkeypatch):
+    class Served:
+        stopped = False
+
+        def __init__(self, pod):
+            self.pod = pod
+
+        def stop(self):
+            self.stopped = True
+
+    kubelet = object.__new__(webhook.LabKubelet)
+    kubelet.draining = {}
+    now = [100.0]
+    monkeypatch.setattr(webhook.time, "monotonic", lambda: now[0])
+    sleeping, plain = Served(_pod({"preStop": {"sleep": {"seconds": 5}}})), Served(_pod())
+    kubelet.served = {"a": sleeping, "b": plain}
+    kubelet._forget("a")
+    kubelet._forget("b")
+    assert plain.stopped and not sleeping.stopped
+    now[0] = 104.9
+    kubelet._stop_drained()
+    assert not sleeping.stopped
+    now[0] = 105.0
+    kubelet._stop_drained()
+    assert sleeping.stopped and kubelet.draining == {}

@@ -119,3 +119,11 @@ def test_a_metadata_listing_asks_for_partial_object_metadata():
     cluster, requests = _cluster_answering({"kind": "PartialObjectMetadataList", "items": None, "metadata": {}})
     assert cluster.list("Secret", "apps", metadata_only=True) == []
     assert requests[0][2]["header_params"] == {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+
+
+@pytest.mark.parametrize(("answer", "version"), [({"major": "1", "minor": "36"}, (1, 36)), ({"major": "1", "minor": "30+"}, (1, 30)), ({}, (0, 0))])
+def test_server_version_reads_major_and_minor(answer, version):
+    cluster = object.__new__(Cluster)
+    cluster._client = SimpleNamespace(request=lambda *_args, **_kwargs: SimpleNamespace(data=json.dumps(answer)))
+    cluster.host = "https://127.0.0.1:6443"
+    assert cluster.server_version() == version

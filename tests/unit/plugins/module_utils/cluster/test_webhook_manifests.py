@@ -198,3 +198,10 @@ def test_handover_pods_are_selected_by_the_service_but_not_by_the_final_deployme
     assert not handover["spec"]["selector"]["matchLabels"].items() <= final["spec"]["template"]["metadata"]["labels"].items()
     assert handover["spec"]["template"]["spec"] == final["spec"]["template"]["spec"]
     assert final["spec"]["selector"] == manifests.deployment(SETTINGS, "aa")["spec"]["selector"], "the final Deployment is not changed by it"
+
+
+def test_a_stopping_pod_keeps_serving_for_its_pre_stop_sleep_where_the_cluster_has_it():
+    container = manifests.deployment(manifests.WebhookSettings(pre_stop_seconds=5), "aa")["spec"]["template"]["spec"]["containers"][0]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    # Before Kubernetes 1.30 the sleep action does not exist: nothing the API server would refuse.
+    assert "lifecycle" not in manifests.deployment(SETTINGS, "aa")["spec"]["template"]["spec"]["containers"][0]
