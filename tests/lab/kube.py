@@ -327,7 +327,9 @@ def down(state_dir=None, cluster=DEFAULT_CLUSTER):
     if forwarder:
         processes[forwarder] = netns.FORWARDER_MODULE
     try:
-        netns.stop(processes)
+        # SIGKILL, as `kwokctl delete cluster` does (kwok pkg/utils/exec/cmd.go, KillProcess): the cluster's state is
+        # deleted next, and kube-apiserver's graceful shutdown would only make down wait.
+        netns.stop(processes, timeout=0)
         for name in reversed(netns.of_cluster(netns.cluster_netns(cluster))):
             netns.remove(name)
     except netns.NetnsError as error:

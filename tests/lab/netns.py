@@ -88,15 +88,18 @@ def is_running(pid, marker):
 
 
 def stop(processes, timeout=10):
-    """Stop each {pid: marker} that still runs what marker names: SIGTERM, then SIGKILL after timeout seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """Stop each {pid: marker} that still runs what marker names: SIGTERM, then SIGKILL after timeout seconds
+    (timeout 0: SIGKILL at once)."""
+    # A killed process is gone at once (a zombie counts as stopped): the last wait is only for the kernel.
+    steps = ((signal.SIGTERM, timeout),) if timeout else ()
+    for sig, wait in steps + ((signal.SIGKILL, 5),):
         running = {pid: marker for pid, marker in processes.items() if is_running(pid, marker)}
         for pid in running:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass  # it exited since the check
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         while any(is_running(pid, marker) for pid, marker in running.items()) and time.monotonic() < deadline:
             time.sleep(0.1)
     survivors = sorted(pid for pid, marker in processes.items() if is_running(pid, marker))
@@ -105,11 +108,14 @@ def stop(processes, timeout=10):
 
 
 def remove(netns):
-    """Stop every process in netns (only the lab starts any there), then delete it (idempotent)."""
+    """Kill whatever still runs in netns (only the lab starts anything there), then delete it (idempotent).
+
+    Callers stop gracefully first what deserves it: the namespace is going, and with it whatever runs inside.
+    """
     if not exists(netns):
         return
     # Any command line matches (marker ""): a process inside our namespace is ours whatever it runs.
-    stop(dict.fromkeys((int(pid) for pid in _ip("netns", "pids", netns).split()), ""))
+    stop(dict.fromkeys((int(pid) for pid in _ip("netns", "pids", netns).split()), ""), timeout=0)
     # Deleting the namespace destroys its interfaces, the peers of its veths and their routes with them.
     _ip("netns", "del", netns)
 

@@ -58,3 +58,24 @@ def test_a_recorded_pid_now_running_something_else_is_left_alone(sleeper):
 def test_the_recorded_process_is_stopped(sleeper):
     netns.stop({sleeper.pid: "wgmsa-sleeper"})
     assert sleeper.wait(timeout=5) == -signal.SIGTERM
+
+
+
+@pytest.fixture(name="stubborn")
+def fixture_stubborn():
+    """A process that ignores SIGTERM."""
+    ignore_sigterm = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    process = subprocess.Popen([sys.executable, "-c", ignore_sigterm, "wgmsa-stubborn"], stdout=subprocess.PIPE)  # pylint: disable=consider-using-with
+    process.stdout.readline()  # SIGTERM is ignored from now on
+    yield process
+    process.kill()
+    process.wait()
+    process.stdout.close()
+
+
+@pytest.mark.parametrize("timeout", [0, 1])
+def test_what_ignores_sigterm_is_killed_after_the_timeout(stubborn, timeout):
+    started = time.monotonic()
+    netns.stop({stubborn.pid: "wgmsa-stubborn"}, timeout=timeout)
+    assert stubborn.wait(timeout=5) == -signal.SIGKILL
+    assert timeout <= time.monotonic() - started < timeout + 2
