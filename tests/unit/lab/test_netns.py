@@ -60,7 +60,6 @@ def test_the_recorded_process_is_stopped(sleeper):
     assert sleeper.wait(timeout=5) == -signal.SIGTERM
 
 
-
 @pytest.fixture(name="stubborn")
 def fixture_stubborn():
     """A process that ignores SIGTERM."""
