@@ -40,6 +40,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from xml.etree import ElementTree
 
@@ -87,6 +88,8 @@ _ENCRYPTED_PROTOCOLS = {
     "credssp": "application/HTTP-CredSSP-session-encrypted",
 }
 _CREDSSP_CHUNK = 16384
+# How long one script may take on the lab DC.
+SCRIPT_TIMEOUT = 120
 # What the AD cmdlets throw for a refusal of the DC.
 _AD_EXCEPTION = "Microsoft.ActiveDirectory.Management.ADException"
 _NTLMSSP_SIGNATURE = b"NTLMSSP\0"
@@ -412,6 +415,8 @@ class PowerShellOnLdap:
         return json.dumps({"error": {"message": message, "type": error_type, "id": error_id}}).encode("ascii"), b"", 1
 
     def __call__(self, command: str, arguments: list[str], stdin: bytes) -> tuple[bytes, bytes, int]:
+        # Each command is a PowerShell of its own: the session-long LDAP connection gets a fresh deadline for it.
+        self.ldap._deadline = time.monotonic() + SCRIPT_TIMEOUT
         if command != "powershell.exe" or "-EncodedCommand" not in arguments:
             return b"", _clixml_error(f"'{command}' is not recognized as a command this endpoint runs"), 1
         script = base64.b64decode(arguments[arguments.index("-EncodedCommand") + 1]).decode("utf-16-le")
