@@ -5,6 +5,7 @@ namespaces), through labctl as a user would, beside the shared lab the other sui
 Needs root (network namespaces) and the lab's binaries, like the rest of the lab.
 """
 
+import ipaddress
 import json
 import os
 import signal
@@ -22,6 +23,9 @@ pytest_plugins = ("tests.lab.pytest_kube",)
 CLUSTER = "nettest"
 # Documentation range (RFC 5737) and this machine's own gateway here: `ip route get` only asks, no packet leaves.
 OUTSIDE_ADDRESS = "192.0.2.1"
+# kube-apiserver's default --service-cluster-ip-range (k8s.io/kubernetes pkg/kubeapiserver/options/options.go, DefaultServiceIPCIDR);
+# kwokctl sets none.
+SERVICE_RANGE = "10.0.0.0/24"
 
 
 def _ip(*args):
@@ -117,6 +121,16 @@ def test_the_api_server_runs_in_a_namespace_with_no_route_off_the_machine(kube_l
     assert outside.returncode != 0 and "unreachable" in outside.stderr, outside
     routes = json.loads(_ip("-n", namespace, "-j", "route", "show", "table", "main"))
     assert [route for route in routes if route["dst"] == "default"] == []
+
+
+def test_the_shared_lab_routes_nothing_and_links_nothing_on_the_host(kube_lab):
+    # While it runs, with whatever webhook pods the other suites had served: the lab's addresses are reachable only
+    # from its own namespaces, no host route leads to them and no host interface is a veth into a lab namespace.
+    lab_ranges = [ipaddress.ip_network(cidr) for cidr in (kube_lab["pod_cidr"], SERVICE_RANGE, kube.CONTROL_PLANE_ADDRESS)]
+    destinations = [route["dst"] for route in json.loads(_ip("-j", "route", "show", "table", "all")) if route["dst"] != "default"]
+    assert [dst for dst in destinations if any(ipaddress.ip_network(dst, strict=False).overlaps(lab) for lab in lab_ranges)] == []
+    lab_ids = {entry["id"] for entry in json.loads(_ip("-j", "netns", "list") or "[]") if entry["name"].startswith(netns.PREFIX) and "id" in entry}
+    assert [link["ifname"] for link in json.loads(_ip("-j", "link", "show")) if link.get("link_netnsid") in lab_ids] == []
 
 
 def _wait_for(predicate, what, timeout=120):
