@@ -232,6 +232,10 @@ def ensure_image(log=print):
         env=env,
     )
     log("built %s in %.0f s" % (image, time.monotonic() - started))
+    # Earlier checkouts' images go; --no-prune keeps their parents, the build cache of the unchanged stages.
+    listed = _podman("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=" + EE_REPOSITORY, env=env).stdout.split()
+    for old in set(listed) - {image, EE_REPOSITORY + ":latest"}:
+        _podman("rmi", "--no-prune", old, env=env)
     return image
 
 
