@@ -23,6 +23,7 @@ import time
 import pytest
 import yaml
 
+from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._webhook_manifests import crd
 from tests.lab import COLLECTIONS_PATH, kube, netns, webhook
 
@@ -433,7 +434,7 @@ def test_credspec_removal_leaves_the_cluster_as_before(lab):
 
 
 # --- the install, with pods that refuse every call instead of the real webhook --------------------------------
-# Everything about the install but admission itself: idempotence, check mode, diff, renewal without restart,
+# Everything about the install but admission itself: idempotence, check mode, diff, renewal (a roll of the pods),
 # upgrade, uninstall. Only the suite's namespace is intercepted, and the pod IPs belong to a namespace of the test.
 
 STAGED = "itest-staged"
@@ -499,22 +500,27 @@ def test_staged_diff_of_a_certificate_renewal_hides_the_keys(lab, staged):
         assert kubectl_json(lab, "get", "secret", "-n", STAGED, secret)["data"]["tls.key"] not in play.output
 
 
-def test_staged_renewal_keeps_the_ca_bundle_and_does_not_restart_the_pods(lab, staged):
+def test_staged_renewal_keeps_the_ca_bundle_and_rolls_the_pods_onto_the_new_certificate(lab, staged):
     def ca_bundles():
         kinds = ("validatingwebhookconfiguration", "mutatingwebhookconfiguration")
         return [kubectl_json(lab, "get", kind, STAGED)["webhooks"][0]["clientConfig"]["caBundle"] for kind in kinds]
 
     bundles = ca_bundles()
-    deployment = kubectl_json(lab, "get", "deployment", "-n", STAGED, STAGED)["metadata"]
     old_cert = kubectl_json(lab, "get", "secret", "-n", STAGED, STAGED + "-tls")["data"]["tls.crt"]
     play = run_play(lab, [staged_task(staged, tls={"renew_before_days": 400})])
     assert play.rc == 0, play.output
     certificate = play.result["certificate"]
     assert certificate["renewed"] and "within the renewal window" in certificate["reason"]
-    assert [entry["object"] for entry in play.result["objects"] if entry["action"] != "unchanged"] == ["Secret %s/%s-tls" % (STAGED, STAGED)]
-    assert kubectl_json(lab, "get", "secret", "-n", STAGED, STAGED + "-tls")["data"]["tls.crt"] != old_cert
+    # The webhook reads its certificate at start (no --cert-reload, upstream issue 176): the new one's
+    # fingerprint on the pod template rolls the pods.
+    changed = [entry["object"] for entry in play.result["objects"] if entry["action"] != "unchanged"]
+    assert changed == ["Secret %s/%s-tls" % (STAGED, STAGED), "Deployment %s/%s" % (STAGED, STAGED)]
+    new_cert = base64.b64decode(kubectl_json(lab, "get", "secret", "-n", STAGED, STAGED + "-tls")["data"]["tls.crt"]).decode()
+    assert new_cert != base64.b64decode(old_cert).decode()
+    template = kubectl_json(lab, "get", "deployment", "-n", STAGED, STAGED)["spec"]["template"]
+    assert template["metadata"]["annotations"]["wincontainers.gmsa/serving-certificate-sha256"] == _tls.fingerprint(new_cert)
+    assert play.result["serving_certificate_sha256"] == _tls.fingerprint(new_cert)
     assert ca_bundles() == bundles
-    assert kubectl_json(lab, "get", "deployment", "-n", STAGED, STAGED)["metadata"]["generation"] == deployment["generation"]
     # With the default window the new certificate is kept.
     play = run_play(lab, [staged_task(staged)])
     assert play.rc == 0 and not play.result["changed"] and not play.result["certificate"]["renewed"]
@@ -532,12 +538,13 @@ def test_staged_ca_rotation_keeps_the_old_ca_trusted_and_updates_trust_first(lab
     assert play.rc == 0, play.output
     assert "not issued by the current CA" in play.result["certificate"]["reason"]
     changed = [entry["object"] for entry in play.result["objects"] if entry["action"] != "unchanged"]
-    # The API server trusts the new CA before the webhook can serve a certificate from it.
+    # The API server trusts the new CA before the webhook can serve a certificate from it (the roll comes last).
     assert changed == [
         "Secret %s/%s-ca" % (STAGED, STAGED),
         "MutatingWebhookConfiguration " + STAGED,
         "ValidatingWebhookConfiguration " + STAGED,
         "Secret %s/%s-tls" % (STAGED, STAGED),
+        "Deployment %s/%s" % (STAGED, STAGED),
     ]
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
         bundle = pem_certificates(kind)
@@ -724,7 +731,7 @@ def test_certificate_renewal_keeps_admission_working_without_a_new_ca_bundle(lab
     assert renewal.result["certificate"]["renewed"] and "renewal window" in renewal.result["certificate"]["reason"]
     assert kubectl_json(lab, "get", "secret", "-n", NAMESPACE, NAME + "-tls")["data"]["tls.crt"] != old_cert
     assert _ca_bundle(lab) == bundle
-    # The lab kubelet re-reads the Secret into the running pods' files, as the kubelet does.
+    # The renewal rolled the Deployment; the lab kubelet serves its new pods once they are Ready.
     webhook.wait_serving(lab, NAMESPACE, NAME)
     verify = run_play(lab, [webhook_task()])
     assert verify.rc == 0, verify.output
