@@ -21,7 +21,7 @@ from tests.lab import REPO_ROOT, kube, netns
 pytest_plugins = ("tests.lab.pytest_kube",)
 
 CLUSTER = "nettest"
-# Documentation range (RFC 5737) and this machine's own gateway here: `ip route get` only asks, no packet leaves.
+# An address off the machine (documentation range, RFC 5737): `ip route get` only asks, no packet leaves.
 OUTSIDE_ADDRESS = "192.0.2.1"
 # kube-apiserver's default --service-cluster-ip-range (k8s.io/kubernetes pkg/kubeapiserver/options/options.go, DefaultServiceIPCIDR);
 # kwokctl sets none.
@@ -115,8 +115,7 @@ def test_the_api_server_runs_in_a_namespace_with_no_route_off_the_machine(kube_l
     assert _net_namespace_of(_apiserver_pid(kube_lab)) == os.stat(os.path.join("/run/netns", namespace)).st_ino
     assert _net_namespace_of(_apiserver_pid(kube_lab)) != _net_namespace_of(os.getpid())
 
-    # The host reaches this address (its default route); the namespace of kube-apiserver does not.
-    assert subprocess.run(["ip", "route", "get", OUTSIDE_ADDRESS], capture_output=True, check=False).returncode == 0
+    # Whatever the host's routes are, the namespace of kube-apiserver has none off the machine.
     outside = subprocess.run(["ip", "-n", namespace, "route", "get", OUTSIDE_ADDRESS], capture_output=True, text=True, check=False)
     assert outside.returncode != 0 and "unreachable" in outside.stderr, outside
     routes = json.loads(_ip("-n", namespace, "-j", "route", "show", "table", "main"))
