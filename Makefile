@@ -10,7 +10,7 @@ PIP_STAMP := $(VENV)/.deps-installed
 # Tools from the virtual environment first (ansible-lint warns when it has to fix PATH itself).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test
+.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test host-list host-clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -100,6 +100,12 @@ awx-test: awx-lint lab-up awx-up ## the AWX suite: the EE image against the lab,
 	$(PY) -m pytest tests/awx -q -rs
 
 test: sanity units lint changelog-lint build integration molecule ## everything CI runs (leaves the lab up: make lab-down)
+
+host-list: ## what the lab installed on this machine (Debian packages, apt sources), recorded as it installed them
+	hack/host-packages.sh list
+
+host-clean: lab-down ## purge what the lab installed on this machine (only what it recorded installing)
+	hack/host-packages.sh remove
 
 clean: ## remove build output (keeps the virtual environment)
 	rm -rf build tests/output

@@ -2,12 +2,12 @@
 # Install the Samba AD DC used by the lab (tests/lab/samba.py) on Debian bookworm, as root.
 #
 # Debian 12's own Samba 4.17 stores gMSA objects but never computes their passwords, so the lab needs
-# Samba 4.22 from bookworm-backports. Nothing is started: the lab runs its own `samba` process on loopback.
+# Samba 4.22 from bookworm-backports. Nothing is started or enabled at boot: the lab runs its own `samba`
+# process on loopback.
 # Idempotent: exits at once when the wanted version is already installed.
 set -eu
 
 WANTED_SERIES="4.22"
-BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.sources
 # krb5-user: kinit/klist for the lab's Kerberos checks; libkrb5-dev: headers the pinned gssapi and krb5 Python
 # packages build against (pyspnego's Kerberos provider).
 PACKAGES="samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools libkrb5-dev"
@@ -28,35 +28,14 @@ if [ "$(installed_series)" = "$WANTED_SERIES" ] && [ -z "$(missing_packages)" ];
     exit 0
 fi
 
-if [ "$(id -u)" != 0 ]; then
-    echo "install-samba.sh must run as root" >&2
-    exit 1
-fi
-
-if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    cat > "$BACKPORTS_LIST" <<'SOURCES'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-fi
-
-# Package scripts must not start smbd/nmbd/samba-ad-dc services: policy-rc.d 101 forbids it. Only a guard we
-# created ourselves is removed afterwards.
-POLICY=/usr/sbin/policy-rc.d
-if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$POLICY"
-    chmod 0755 "$POLICY"
-    trap 'rm -f "$POLICY"' EXIT
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# Recorded for `make host-clean`; the services the packages enable at boot are disabled again at once.
 # shellcheck disable=SC2086  # PACKAGES is a word list on purpose
-apt-get install -y -qq --no-install-recommends -t bookworm-backports $PACKAGES
+"$(dirname "$0")/host-packages.sh" install samba --backports $PACKAGES
 
+if [ "$(installed_series)" != "$WANTED_SERIES" ]; then
+    # The machine had another Samba series (Debian 12's 4.17): upgrade it, without recording packages it had.
+    WGMSA_HOST_UPGRADE=1 "$(dirname "$0")/host-packages.sh" install samba --backports samba
+fi
 if [ "$(installed_series)" != "$WANTED_SERIES" ]; then
     echo "expected Samba $WANTED_SERIES, got $(samba --version 2>/dev/null || echo none)" >&2
     exit 1
