@@ -661,7 +661,8 @@ def _owner(obj):
 def _by_owner(grants):
     """The ClusterRoles and RoleBindings of this collection's credspecs, by the name of the credspec that owns them."""
     owned = {}
-    for grant in grants:
+    # RoleBindings first: what is removed goes in the reverse order of its creation.
+    for grant in sorted(grants, key=lambda grant: grant["kind"] != "RoleBinding"):
         component, instance = _owner(grant)
         if is_managed(grant) and component == CREDSPEC_COMPONENT:
             owned.setdefault(instance, []).append(grant)
