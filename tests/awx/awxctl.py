@@ -269,6 +269,9 @@ def _settings(image):
         "GLOBAL_JOB_EXECUTION_ENVIRONMENTS": [{"name": "wincontainers.gmsa (lab)", "image": image}],
         "CONTROL_PLANE_EXECUTION_ENVIRONMENT": image,
         "AWX_CLEANUP_PATHS": True,
+        # A source checkout runs in AWX's development MODE (awx/devonly.py exists), whose task manager reads this
+        # setting of the development settings (awx/main/scheduler/tasks.py): without it no job ever starts.
+        "AWX_DISABLE_TASK_MANAGERS": False,
     }
     path = _path("etc", "settings.py")
     with open(path, "w", encoding="utf-8") as settings:

@@ -205,8 +205,18 @@ def lab_definition(workdir, base, collection, kubernetes_core):
 
 
 def ensure_image(log=print):
-    """The execution environment image for this checkout, built when missing; returns its name."""
+    """The execution environment image for this checkout, built when missing; returns its name.
+
+    $WGMSA_EE_IMAGE names an image already built to use instead (a developer iterating on tests while others
+    change the collection: each change means a rebuild); it must exist.
+    """
     env = podman_env()
+    chosen = os.environ.get("WGMSA_EE_IMAGE")
+    if chosen:
+        if not image_exists(chosen, env):
+            raise ImageError("WGMSA_EE_IMAGE=%s: no such image in the lab's podman store" % chosen)
+        log("using %s (WGMSA_EE_IMAGE), not an image of this checkout" % chosen)
+        return chosen
     base = ensure_base_image(env, log)
     workdir = os.path.join(awx_dir(), "ee", "build")
     collection, kubernetes_core = _collection_artifacts(workdir)
