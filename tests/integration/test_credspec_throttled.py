@@ -48,7 +48,10 @@ def fixture_throttled_kubeconfig(lab, tmp_path):
             "kind": "PriorityLevelConfiguration",
             "metadata": {"name": NAME},
             # 1 share of about 250: 3 of the server's 600 seats, none borrowed, nothing queued.
-            "spec": {"type": "Limited", "limited": {"nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0, "limitResponse": {"type": "Reject"}}},
+            "spec": {
+                "type": "Limited",
+                "limited": {"nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0, "limitResponse": {"type": "Reject"}},
+            },
         },
         {
             "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
@@ -84,7 +87,11 @@ def fixture_throttled_kubeconfig(lab, tmp_path):
 
 def _credspecs():
     return [
-        {"account_name": f"ItestThr{index:02d}", "service_accounts": [{"name": "app", "namespace": NAME}], "identity_secret": {"name": f"itest-thr-{index:02d}"}}
+        {
+            "account_name": f"ItestThr{index:02d}",
+            "service_accounts": [{"name": "app", "namespace": NAME}],
+            "identity_secret": {"name": f"itest-thr-{index:02d}"},
+        }
         for index in range(COUNT)
     ]
 

@@ -339,7 +339,8 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
             # WinRMOperationTimeoutError), and the client asks again.
             if not command["done"].wait(_seconds(envelope.findtext("s:Header/w:OperationTimeout", default="PT60S", namespaces=NS))):
                 self.endpoint.timed_out_receives += 1
-                return 500, _fault(message_id, "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.", 2150858793)
+                reason = "The WS-Management service cannot complete the operation within the time specified in OperationTimeout."
+                return 500, _fault(message_id, reason, 2150858793)
             stdout, stderr, exit_code = command["output"]
             content = (
                 f'<rsp:ReceiveResponse><rsp:Stream Name="stdout" CommandId="{command_id}">{base64.b64encode(stdout).decode()}</rsp:Stream>'
