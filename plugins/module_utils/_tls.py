@@ -30,6 +30,7 @@ try:
 except ImportError:  # reported by the modules through missing_required_lib
     x509 = None
 
+_MAX_COMMON_NAME = 64
 # Backdating absorbs clock skew between the controller and the API server.
 _BACKDATE = datetime.timedelta(minutes=5)
 
@@ -76,7 +77,8 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key, now: datetime.da
 def new_ca(common_name: str, now: datetime.datetime, validity: datetime.timedelta) -> KeyPair:
     """A self-signed CA that may sign server certificates only (path length 0)."""
     key = _new_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    # X.509 caps a common name at 64 characters (RFC 5280 ub-common-name); the name only labels the CA.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:_MAX_COMMON_NAME])])
     cert = (
         _builder(name, name, key.public_key(), now, validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)

@@ -423,7 +423,8 @@ def cert_manager_objects(settings: WebhookSettings, dns_names: list[str]) -> lis
             ca,
             {
                 "isCA": True,
-                "commonName": ca,
+                # X.509 caps a common name at 64 characters.
+                "commonName": ca[:64],
                 "secretName": settings.ca_secret,
                 "secretTemplate": secret_template,
                 "duration": settings.ca_duration,

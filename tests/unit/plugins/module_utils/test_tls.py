@@ -137,3 +137,10 @@ def test_provided_certificate_is_accepted_when_it_serves_the_service_and_chains_
     assert "key does not match" in _tls.provided_certificate_problem(_tls.KeyPair(server.cert, ca.key), ca.cert, "gmsa-webhook.gmsa-system.svc", NOW)
     with pytest.raises(ValueError):
         _tls.load_bundle("not a certificate")
+
+
+def test_a_ca_for_long_service_and_namespace_names_is_made():
+    # A Service and a namespace may each be 63 characters; a CA's common name may be 64 at most.
+    ca = _tls.new_ca("%s.%s webhook CA" % ("s" * 63, "n" * 63), NOW, 3650 * DAY)
+    common_name = x509.load_pem_x509_certificate(ca.cert.encode()).subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    assert common_name == ("s" * 63 + ".")[:64]
