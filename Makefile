@@ -9,9 +9,6 @@ BIN := $(VENV)/bin
 PIP_STAMP := $(VENV)/.deps-installed
 # Tools from the virtual environment first (ansible-lint warns when it has to fix PATH itself).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-# Where the lab builds the windows-gmsa webhook from (tests/lab/build.py): a checkout or git bundle named here, else
-# GitHub. On machines without GitHub the team's bundle sits beside the checkout, as for CI (.ci/run).
-export WGMSA_WINDOWS_GMSA_SOURCE ?= $(wildcard $(CURDIR)/../shared/upstream/windows-gmsa.bundle)
 
 .PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test host-list host-clean
 
@@ -56,11 +53,8 @@ lab-deps: deps ## install Samba 4.22 (as root) and build the lab's Go binaries o
 	hack/install-samba.sh
 	$(PY) -m tests.lab.build
 
-# How many Kubernetes clusters make lab-up runs (a fleet: examples/inventories/lab-fleet wants 3).
-CLUSTERS ?= 1
-
-lab-up: lab-deps ## start the lab (Samba AD DC + Kubernetes control plane; CLUSTERS=3 for a fleet); reuses what already runs
-	$(LAB) up --clusters $(CLUSTERS)
+lab-up: lab-deps ## start the lab (Samba AD DC + Kubernetes control plane); reuses what already runs
+	$(LAB) up
 
 lab-down: ## stop the lab (state and build caches stay for a fast next start)
 	$(LAB) down
