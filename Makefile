@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 PIP_STAMP := $(VENV)/.deps-installed
 # Tools from the virtual environment first (ansible-lint warns when it has to fix PATH itself).
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Where the lab builds the windows-gmsa webhook from (tests/lab/build.py): a checkout or git bundle named here, else
+# GitHub. On machines without GitHub the team's bundle sits beside the checkout, as for CI (.ci/run).
+export WGMSA_WINDOWS_GMSA_SOURCE ?= $(wildcard $(CURDIR)/../shared/upstream/windows-gmsa.bundle)
 
 .PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test host-list host-clean
 
