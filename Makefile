@@ -56,8 +56,11 @@ lab-deps: deps ## install Samba 4.22 (as root) and build the lab's Go binaries o
 	hack/install-samba.sh
 	$(PY) -m tests.lab.build
 
-lab-up: lab-deps ## start the lab (Samba AD DC + Kubernetes control plane); reuses what already runs
-	$(LAB) up
+# How many Kubernetes clusters make lab-up runs (a fleet: examples/inventories/lab-fleet wants 3).
+CLUSTERS ?= 1
+
+lab-up: lab-deps ## start the lab (Samba AD DC + Kubernetes control plane; CLUSTERS=3 for a fleet); reuses what already runs
+	$(LAB) up --clusters $(CLUSTERS)
 
 lab-down: ## stop the lab (state and build caches stay for a fast next start)
 	$(LAB) down

@@ -47,8 +47,27 @@ class Tool:
     upstream: str
     binaries: dict
     version_ldflags: tuple = field(default=())
+    # (major symbol, minor symbol) stamped with the version's numbers, as Kubernetes' release build does
+    # (hack/lib/version.sh): before 1.31 kube-apiserver's /version reports them only from these.
+    major_minor_ldflags: tuple = field(default=())
     checkout: PinnedCheckout = None
 
+
+# The older minor a fleet's second cluster runs (tests/lab/fleet.py): kube-apiserver and its two controllers;
+# kubectl, etcd and kwok stay those of TOOLS. kwok v0.8.0 reads each binary's --version and adapts its flags to
+# it, down to Kubernetes 1.13 (sigs.k8s.io/kwok@v0.8.0 pkg/kwokctl/runtime/binary/cluster_kube_apiserver.go,
+# ParseVersionFromBinary; pkg/kwokctl/components/kube_apiserver.go).
+KUBERNETES_OLDER = Tool(
+    name="kubernetes-1.30",
+    upstream="k8s.io/kubernetes",
+    binaries={
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+    },
+    version_ldflags=("k8s.io/component-base/version.gitVersion",),
+    major_minor_ldflags=("k8s.io/component-base/version.gitMajor", "k8s.io/component-base/version.gitMinor"),
+)
 
 TOOLS = (
     Tool(
@@ -84,6 +103,7 @@ TOOLS = (
             module_subdir="admission-webhook",
         ),
     ),
+    KUBERNETES_OLDER,
 )
 
 
@@ -181,6 +201,9 @@ def tool_bin_dir(tool):
 def _ldflags(tool):
     version = tool.checkout.tag[1:] if tool.checkout else pinned_version(tool)
     stamps = ["-X %s=%s" % (symbol, version) for symbol in tool.version_ldflags]
+    if tool.major_minor_ldflags:
+        numbers = version.lstrip("v").split(".")[:2]
+        stamps += ["-X %s=%s" % (symbol, number) for symbol, number in zip(tool.major_minor_ldflags, numbers)]
     return " ".join(["-s", "-w"] + stamps)
 
 

@@ -102,12 +102,19 @@ def _forwarder_files(state_dir, cluster):
     return base + ".pid", base + ".log"
 
 
-def _binaries():
+def _kube_tool(older_minor):
+    """The Kubernetes release a cluster runs: the current one, or the older minor (its kubectl stays current)."""
+    return build.KUBERNETES_OLDER if older_minor else next(tool for tool in build.TOOLS if tool.name == "kubernetes")
+
+
+def _binaries(older_minor=False):
     paths = {}
     try:
         for tool in build.TOOLS:
             if tool.name in KUBE_TOOLS:
                 paths.update(build.ensure_tool(tool))
+        if older_minor:
+            paths.update(build.ensure_tool(build.KUBERNETES_OLDER))
     except build.BuildError as error:
         raise LabError(str(error)) from error
     return paths
@@ -262,8 +269,8 @@ def _ensure_cluster(state_dir, cluster, binaries):
         _wait_ready(state_dir, cluster, binaries)
 
 
-def _ensure_nodes(state_dir, binaries):
-    kube_version = build.pinned_version(next(tool for tool in build.TOOLS if tool.name == "kubernetes"))
+def _ensure_nodes(state_dir, binaries, older_minor):
+    kube_version = build.pinned_version(_kube_tool(older_minor))
     manifest = {"apiVersion": "v1", "kind": "List", "items": [_node_manifest(node, kube_version) for node in NODES]}
     kubectl(state_dir, binaries, "apply", "--server-side", "--field-manager=wgmsa-lab", "-f", "-", stdin=json.dumps(manifest))
     kubectl(state_dir, binaries, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
@@ -283,13 +290,17 @@ def _facts(state_dir, cluster, binaries):
     }
 
 
-def up(state_dir=None, cluster=DEFAULT_CLUSTER):
-    """Start the cluster, or reuse the running one; return how to reach it."""
+def up(state_dir=None, cluster=DEFAULT_CLUSTER, older_minor=False):
+    """Start the cluster, or reuse the running one; return how to reach it.
+
+    older_minor runs build.KUBERNETES_OLDER's control plane instead of the current one (at creation: a running
+    cluster keeps what it was created with).
+    """
     state_dir = state_dir or default_state_dir()
     os.makedirs(state_dir, exist_ok=True)
-    binaries = _binaries()
+    binaries = _binaries(older_minor)
     _ensure_cluster(state_dir, cluster, binaries)
-    _ensure_nodes(state_dir, binaries)
+    _ensure_nodes(state_dir, binaries, older_minor)
     return _facts(state_dir, cluster, binaries)
 
 
