@@ -311,3 +311,12 @@ def test_a_metadata_listing_never_replaces_a_whole_object():
     reconciler.prefetch("Secret", "ns", label_selector="app.kubernetes.io/managed-by=wincontainers.gmsa")
     reconciler.prefetch("Secret", "ns", metadata_only=True)
     assert reconciler.live(secret)["data"] == secret["data"]
+
+
+def test_stamping_leaves_the_desired_manifest_as_it_was():
+    desired = dict(_service(), metadata=dict(_service()["metadata"], annotations={"keep": "me"}))
+    before = copy.deepcopy(desired)
+    stamped = with_digest(desired)
+    assert desired == before
+    assert stamped["metadata"]["annotations"]["keep"] == "me" and DIGEST_ANNOTATION in stamped["metadata"]["annotations"]
+    assert {key: value for key, value in stamped.items() if key != "metadata"} == {key: value for key, value in desired.items() if key != "metadata"}
