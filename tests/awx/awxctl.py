@@ -188,7 +188,9 @@ def _redis_up():
     if not os.path.exists(REDIS_SERVER):
         raise AwxError("%s is missing (hack/awx-deps.sh unpacks it)" % REDIS_SERVER)
     os.makedirs(_path("redis"), exist_ok=True)
-    command = [REDIS_SERVER, "--port", "0", "--unixsocket", _redis_socket(), "--unixsocketperm", "700", "--dir", _path("redis"), "--save", "", "--appendonly", "no"]
+    command = [
+        REDIS_SERVER, "--port", "0", "--unixsocket", _redis_socket(), "--unixsocketperm", "700", "--dir", _path("redis"), "--save", "", "--appendonly", "no",
+    ]
     _start("redis", command, env=dict(os.environ))
     _wait("Redis", lambda: os.path.exists(_redis_socket()), 30, "redis")
 
@@ -256,7 +258,9 @@ def _settings(image):
         },
         "BROKER_URL": "unix://" + _redis_socket(),
         "CACHES": {"default": {"BACKEND": "awx.main.cache.AWXRedisCache", "LOCATION": "unix://%s?db=1" % _redis_socket()}},
-        "CHANNEL_LAYERS": {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["unix://" + _redis_socket()], "capacity": 10000}}},
+        "CHANNEL_LAYERS": {
+            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["unix://" + _redis_socket()], "capacity": 10000}}
+        },
         "PROJECTS_ROOT": PROJECTS_ROOT,
         "JOBOUTPUT_ROOT": _path("job_status"),
         "STATIC_ROOT": _path("static"),
@@ -300,7 +304,8 @@ def _awx_env(venv, settings_path):
 def _manage(venv, awx_source, env, *args, name="manage"):
     with open(_path("logs", name + ".log"), "ab") as log:
         result = subprocess.run(
-            ["nice", "-n", "10", os.path.join(venv, "bin", "python"), "manage.py"] + list(args), cwd=awx_source, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+            ["nice", "-n", "10", os.path.join(venv, "bin", "python"), "manage.py"] + list(args),
+            cwd=awx_source, env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
         )
     if result.returncode != 0:
         raise AwxError("awx-manage %s failed; see %s" % (" ".join(args), _path("logs", name + ".log")))
@@ -325,7 +330,8 @@ def _bootstrap(venv, awx_source, env):
             name="bootstrap")
     # What AWX's installers do on a new database (without create_preload_data's demo project, which needs GitHub).
     _manage(venv, awx_source, env, "setup_managed_credential_types", name="bootstrap")
-    _manage(venv, awx_source, env, "shell", "-c", "from awx.main.models import Organization; Organization.objects.get_or_create(name='Default')", name="bootstrap")
+    _manage(venv, awx_source, env, "shell", "-c",
+            "from awx.main.models import Organization; Organization.objects.get_or_create(name='Default')", name="bootstrap")
     _manage(venv, awx_source, env, "provision_instance", "--hostname", CLUSTER_HOST_ID, "--node_type", "hybrid", name="bootstrap")
     _manage(venv, awx_source, env, "register_queue", "--queuename", "controlplane", "--instance_percent", "100", name="bootstrap")
     _manage(venv, awx_source, env, "register_queue", "--queuename", "default", "--instance_percent", "100", name="bootstrap")

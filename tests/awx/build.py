@@ -98,7 +98,8 @@ def ensure_receptor(checkouts, log=print):
     os.makedirs(os.path.dirname(target), exist_ok=True)
     version = "-X 'github.com/ansible/receptor/internal/version.Version=%s'" % sources.RECEPTOR.tag.lstrip("v")
     env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local")
-    run_logged(["go", "build", "-p", "2", "-trimpath", "-ldflags", version, "-o", target + ".partial", "./cmd/receptor-cl"], "receptor", cwd=checkouts["receptor"], env=env)
+    command = ["go", "build", "-p", "2", "-trimpath", "-ldflags", version, "-o", target + ".partial", "./cmd/receptor-cl"]
+    run_logged(command, "receptor", cwd=checkouts["receptor"], env=env)
     # Renamed only when complete, so an interrupted build is never taken for a cached binary.
     os.replace(target + ".partial", target)
     return target
@@ -130,7 +131,8 @@ def ensure_awx_collection(checkouts, log=print):
     bin_dir = os.path.dirname(sys.executable)
     run_logged([os.path.join(bin_dir, "ansible-galaxy"), "collection", "build", os.path.join(work, "src"), "--output-path", work], "awx-collection")
     tarball = os.path.join(work, "awx-awx-%s.tar.gz" % sources.AWX.tag)
-    run_logged([os.path.join(bin_dir, "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p", collections_dir(), tarball], "awx-collection-install")
+    install = [os.path.join(bin_dir, "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p", collections_dir(), tarball]
+    run_logged(install, "awx-collection-install")
     with open(stamp, "w", encoding="utf-8") as target:
         target.write(sources.AWX.commit)
     return collections_dir()

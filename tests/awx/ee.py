@@ -159,7 +159,8 @@ def _collection_artifacts(workdir):
     _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", _snapshot(os.path.join(workdir, "source")), "--output-path", dist], "collection-build")
     (tarball,) = [name for name in os.listdir(dist) if name.startswith("wincontainers-gmsa-")]
     # --force: a copy elsewhere on the collections path (~/.ansible) must not make ansible-galaxy skip it.
-    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", installed, os.path.join(dist, tarball)], "collection-install")
+    install = [os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", installed, os.path.join(dist, tarball)]
+    _run(install, "collection-install")
     collection = os.path.join(installed, "ansible_collections", "wincontainers", "gmsa")
 
     # The copy of kubernetes.core that the virtual environment's ansible package ships: an installed collection
