@@ -19,7 +19,9 @@ import sys
 
 import pytest
 
+from ansible_collections.wincontainers.gmsa.plugins.filter.gmsa_identities import gmsa_identities
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import open_domain_client
+from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_domain_info
 from tests.lab import COLLECTIONS_PATH
 
 # The lab DC, and the WS-Management endpoint with its fixtures (ldap_params, winrm_params, ...).
@@ -99,3 +101,43 @@ def test_check_mode_changes_nothing_and_diff_shows_no_secret(tmp_path, params, r
     with open_domain_client(params) as client:
         assert client.find_gmsas([account["name"] for account in role_vars["domain_accounts"]]) == {}
         assert client.find_user(role_vars["domain_identity_name"]) is None
+
+
+def test_namespace_scope_identity_cannot_read_another_namespaces_gmsa(tmp_path, params, run):
+    """gmsa_identity_scope namespace, as the model derives it: the DC refuses namespace A's identity B's password."""
+    suffix = secrets.token_hex(3)
+    accounts = [
+        {"name": f"a{suffix}", "service_accounts": [{"name": "app", "namespace": f"ns-a{suffix}"}]},
+        {"name": f"b{suffix}", "service_accounts": [{"name": "app", "namespace": f"ns-b{suffix}"}]},
+    ]
+    prefix, secret = f"ccg{suffix}", f"Aa1-{secrets.token_urlsafe(12)}"
+    role_vars = {
+        "domain_lab_mode": True,
+        "domain_accounts": "{{ gmsa_accounts | wincontainers.gmsa.gmsa_account_options }}",
+        "domain_identities": "{{ gmsa_accounts | wincontainers.gmsa.gmsa_identities(gmsa_identity_username, gmsa_identity_password) }}",
+        "gmsa_accounts": accounts,
+        "gmsa_identity_username": prefix,
+        "gmsa_identity_password": secret,
+    }
+    identity_a, identity_b = gmsa_identities(accounts, prefix, secret)
+    try:
+        first, output = run_role(tmp_path, params, role_vars, "-vvv")
+        assert first["failed"] == 0, output
+        assert first["changed"] == 2, output  # the two identities, the two gMSAs (one task)
+        for password in (secret, identity_a["password"], identity_b["password"]):
+            assert password not in output
+        again, output = run_role(tmp_path, params, role_vars)
+        assert again["changed"] == 0, output
+
+        with open_domain_client(params) as client:
+            gmsas = client.find_gmsas([accounts[0]["name"], accounts[1]["name"]])
+            for identity, account in ((identity_a, accounts[0]), (identity_b, accounts[1])):
+                assert gmsas[account["name"]].settings.password_readers == (client.find_user(identity["name"]).sid,)
+
+        check = {"username": identity_a["name"], "password": identity_a["password"], "accounts": [accounts[0]["name"], accounts[1]["name"]]}
+        own, other = run(gmsa_domain_info, {"check_retrieval": check})["retrieval"]
+        assert own["identity_authenticated"] and own["password_readable"], own["detail"]
+        assert other["identity_authenticated"] and not other["password_readable"] and not other["ok"], other
+    finally:
+        removed, output = run_role(tmp_path, params, dict(role_vars, domain_state="absent"))
+        assert removed["failed"] == 0, output
