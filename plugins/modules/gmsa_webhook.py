@@ -241,6 +241,10 @@ options:
         would delete the adopted objects.
       - Needs O(wait=true), and O(tls.mode) V(self_signed) or V(provided). Refused, before anything changes, when an
         object of the install's names is a Secret, or belongs to this collection's install in another namespace.
+      - A webhook answers at every step, but the other install's pods stop at once when their Deployment goes
+        (upstream's manifests have no C(preStop) hook, and the binary exits on C(SIGTERM)): an admission request in
+        flight to one of them at that moment fails with C(EOF). In the lab, 1 of about 150 pod creations during a
+        hand-over did. Migrate at a quiet time, or retry pod creations that fail so.
       - Check mode validates the new trust and lists what would be adopted, without rehearsing the hand-over.
     type: bool
     default: false

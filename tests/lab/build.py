@@ -106,6 +106,10 @@ TOOLS = (
     KUBERNETES_OLDER,
 )
 
+# Not part of the lab: tests/integration/test_webhook_install.py renders upstream's windows-gmsa chart with
+# `helm template` (no cluster access), building it on first use.
+HELM = Tool(name="helm", upstream="helm.sh/helm/v3", binaries={"helm": "helm.sh/helm/v3/cmd/helm"})
+
 
 def _checkout_dir(checkout):
     return os.path.join(cache_root(), "src", "%s-%s" % (os.path.basename(checkout.url), checkout.commit))

@@ -8,7 +8,10 @@ getDefaultPodStages): the lab's config gives them all, read from the kwok module
 - kwok's pod-ready skips webhook pods;
 - a webhook pod (a container image named k8s-gmsa-webhook) gets kwok's pod-ready status (pod IP, phase Running)
   but not Ready, so the Service routes nothing to it; it turns Ready when the lab kubelet (tests/lab/webhook.py)
-  has seen its /health answer and set the SERVING annotation, and not Ready again when that annotation goes.
+  has seen its /health answer and set the SERVING annotation, and not Ready again when that annotation goes;
+- kwok's pod-delete skips a webhook pod the lab kubelet serves: as a node's kubelet does, the lab kubelet removes
+  the pod object only once its container has stopped (after its preStop hook), so the pod's IP and its bound
+  service account token stay valid while it drains.
 
 A status template patches a Pod as a strategic merge patch (pkg/utils/lifecycle/next.go, computePatch), so the
 later stages list only the conditions and container statuses they change (merged by type and by name).
@@ -55,6 +58,8 @@ WEBHOOK_POD_KEY = '[.spec.containers.[].image | split("/") | last | split("@") |
 )
 NOT_DELETING = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
 READY_KEY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
+# A webhook pod the lab kubelet serves: its deletion is the lab kubelet's to finish.
+SERVED_WEBHOOK_POD_KEY = '(%s) and (.metadata.annotations["%s"] == "true")' % (WEBHOOK_POD_KEY, SERVING_ANNOTATION)
 
 
 def _kwok_module_dir():
@@ -149,4 +154,5 @@ def lab_stages(kwok_dir=None):
     pod_ready = by_name["pod-ready"]
     webhook = webhook_stages(pod_ready)
     pod_ready["spec"]["selector"]["matchExpressions"].append({"key": WEBHOOK_POD_KEY, "operator": "NotIn", "values": ["true"]})
+    by_name["pod-delete"]["spec"]["selector"]["matchExpressions"].append({"key": SERVED_WEBHOOK_POD_KEY, "operator": "NotIn", "values": ["true"]})
     return stages + webhook

@@ -474,33 +474,41 @@ class LabKubelet:
                 # Started by the next sync, within a second (pods that do not serve yet are synced at every turn).
                 self.served[uid] = ServedPod(self, pod)
         elif served is not None:
-            self._forget(uid)
+            self._forget(uid, deleting=bool(pod["metadata"].get("deletionTimestamp")))
         elif stages.is_webhook_image(pod["spec"]["containers"][0]["image"]) and not pod["metadata"].get("deletionTimestamp"):
             LOG.debug("pod %s/%s: not run here (image %s, phase %s)", pod["metadata"]["namespace"], pod["metadata"]["name"],
                       pod["spec"]["containers"][0]["image"], (pod.get("status") or {}).get("phase"))
 
-    def _forget(self, uid, drain=True):
-        """Stop a pod's webhook; as the kubelet does, not before its preStop sleep is over (it serves meanwhile)."""
+    def _forget(self, uid, deleting=False):
+        """Stop a pod's webhook. A pod being deleted first runs its preStop sleep (serving meanwhile), then goes."""
         served = self.served.pop(uid)
-        seconds = pre_stop_sleep(served.pod) if drain else 0
+        seconds = pre_stop_sleep(served.pod) if deleting else 0
         if seconds:
             LOG.info("pod %s: stopping, preStop sleep of %d s first", served, seconds)
             self.draining[uid] = (time.monotonic() + seconds, served)
             return
-        self._stop(served)
+        self._stop(served, deleting)
 
-    @staticmethod
-    def _stop(served):
+    def _stop(self, served, deleting):
         try:
             served.stop()
         except (WebhookError, netns.NetnsError, OSError) as error:
             LOG.error("pod %s: cannot stop: %s", served, error)
+        if not deleting:
+            return
+        # kwok leaves a served webhook pod's deletion to us (tests/lab/stages.py): as the kubelet does, the pod
+        # object goes once its container has stopped, with a grace period of 0.
+        try:
+            self.core.delete_namespaced_pod(served.name, served.namespace, grace_period_seconds=0)
+        except ApiException as error:
+            if error.status != 404:
+                LOG.error("pod %s: cannot delete: %s", served, error)
 
     def _stop_drained(self, everything=False):
         for uid, (deadline, served) in list(self.draining.items()):
             if everything or time.monotonic() >= deadline:
                 del self.draining[uid]
-                self._stop(served)
+                self._stop(served, deleting=True)
 
     def _sync_all(self):
         for served in list(self.served.values()):
@@ -548,7 +556,7 @@ class LabKubelet:
                 self._stop_drained()
         finally:
             for uid in list(self.served):
-                self._forget(uid, drain=False)
+                self._forget(uid)
             self._stop_drained(everything=True)
 
     def _stop_signal(self, _signum, _frame):

@@ -47,6 +47,10 @@ _BOOKKEEPING = ("managedFields", "resourceVersion", "generation", "uid", "creati
 WRITE_CONCURRENCY = 8
 
 
+# A replace names the version it replaces; a controller's status write in between is met by reading again.
+_ADOPT_ATTEMPTS = 3
+
+
 class Conflict(Exception):
     """The cluster holds objects this run must not change; raised before anything is changed."""
 
@@ -286,10 +290,18 @@ class Reconciler:
         A replace, not an apply: apply would merge, leaving the other manager's fields (a Service selector's
         ``app`` key, a chart label) in place beside ours.
         """
-        before = self.live(desired)
+        kind, namespace, name = self._key(desired)
         stamped = with_digest(desired)
-        stamped["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"]
-        after = self.cluster.replace(stamped, dry_run=self.check_mode)
+        for attempt in range(_ADOPT_ATTEMPTS):
+            # Read just before: controllers keep writing status (a PodDisruptionBudget's during the hand-over).
+            before = self.cluster.get(kind, name, namespace)
+            stamped["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"]
+            try:
+                after = self.cluster.replace(stamped, dry_run=self.check_mode)
+                break
+            except ApiError as error:
+                if error.status != 409 or attempt == _ADOPT_ATTEMPTS - 1:
+                    raise
         self._record(Outcome(object_ref(desired), "adopted", before, after))
         if not self.check_mode:
             self._known[self._key(desired)] = after

@@ -112,28 +112,33 @@ def test_a_stopping_pod_serves_on_for_its_pre_stop_sleep(pod, seconds):
     assert webhook.pre_stop_sleep(pod) == seconds
 
 
-def test_the_kubelet_stops_a_pod_only_after_its_pre_stop_sleep(monkeypatch):
+def test_the_kubelet_stops_a_deleted_pod_after_its_pre_stop_sleep_then_removes_it(monkeypatch):
     class Served:
         stopped = False
 
-        def __init__(self, pod):
-            self.pod = pod
+        def __init__(self, name, pod):
+            self.name, self.namespace, self.pod = name, "ns", pod
 
         def stop(self):
             self.stopped = True
 
+    deleted = []
     kubelet = object.__new__(webhook.LabKubelet)
     kubelet.draining = {}
+    kubelet.core = type("Core", (), {"delete_namespaced_pod": lambda _self, name, namespace, grace_period_seconds: deleted.append(name)})()
     now = [100.0]
     monkeypatch.setattr(webhook.time, "monotonic", lambda: now[0])
-    sleeping, plain = Served(_pod({"preStop": {"sleep": {"seconds": 5}}})), Served(_pod())
-    kubelet.served = {"a": sleeping, "b": plain}
-    kubelet._forget("a")
-    kubelet._forget("b")
-    assert plain.stopped and not sleeping.stopped
+    sleeping = Served("sleeping", _pod({"preStop": {"sleep": {"seconds": 5}}}))
+    plain, kept = Served("plain", _pod()), Served("kept", _pod({"preStop": {"sleep": {"seconds": 5}}}))
+    kubelet.served = {"a": sleeping, "b": plain, "c": kept}
+    kubelet._forget("a", deleting=True)
+    kubelet._forget("b", deleting=True)
+    # Not being deleted (the daemon stops, the pod no longer runs here): no preStop, and the pod object stays.
+    kubelet._forget("c")
+    assert plain.stopped and kept.stopped and not sleeping.stopped and deleted == ["plain"]
     now[0] = 104.9
     kubelet._stop_drained()
     assert not sleeping.stopped
     now[0] = 105.0
     kubelet._stop_drained()
-    assert sleeping.stopped and kubelet.draining == {}
+    assert sleeping.stopped and kubelet.draining == {} and deleted == ["plain", "sleeping"]

@@ -289,3 +289,26 @@ def test_cert_manager_s_current_certificate_is_read_on_each_run():
     # Not issued yet: no fingerprint, and the user is told when the pods will get one.
     assert gmsa_webhook.cert_manager_certificate(module, HandoverCluster([]), settings) is None
     assert "cert-manager has not yet written Secret gmsa-webhook/gmsa-webhook-tls" in module.warnings[0]
+
+
+def test_adopting_reads_again_when_a_controller_wrote_the_object_meanwhile():
+    class StatusWriter(HandoverCluster):
+        """The disruption controller updates the PodDisruptionBudget's status between the read and the first replace."""
+
+        conflicts = 1
+
+        def replace(self, obj, dry_run=False):
+            if self.conflicts:
+                self.conflicts -= 1
+                self.objects[("PodDisruptionBudget", "gmsa-webhook", "gmsa-webhook")]["metadata"]["resourceVersion"] = "1"
+                raise gmsa_webhook.ApiError("replacing: the object has been modified", 409)
+            return super().replace(obj, dry_run)
+
+    theirs = _theirs("PodDisruptionBudget", "gmsa-webhook", "gmsa-webhook", spec={"selector": {"matchLabels": {"app": "gmsa-webhook"}}})
+    theirs["metadata"]["resourceVersion"] = "0"
+    cluster = StatusWriter([theirs])
+    reconciler = gmsa_webhook.Reconciler(cluster, check_mode=False)
+    reconciler.live(manifests.pod_disruption_budget(SETTINGS))  # read at the start of the run, version 0
+    reconciler.adopt(manifests.pod_disruption_budget(SETTINGS))
+    assert cluster.writes == [("replace", "PodDisruptionBudget", "gmsa-webhook")]
+    assert reconciler.summary() == [{"object": "PodDisruptionBudget gmsa-webhook/gmsa-webhook", "action": "adopted"}]
