@@ -135,7 +135,7 @@ options:
     description:
       - Create a ClusterRole C(<name>-viewer) aggregated into the built-in C(view) role, so users bound to C(view)
         with a ClusterRoleBinding may also read C(GMSACredentialSpec) objects (the chart's C(viewerRole)). Credspecs
-        are cluster-scoped: a RoleBinding to C(view) in one namespace does not reach them. They hold no secret, but
+        are cluster-scoped, so a RoleBinding to C(view) in one namespace does not reach them. They hold no secret, but
         they name the domain and the gMSA.
     type: bool
     default: false
@@ -242,7 +242,7 @@ options:
       - Needs O(wait=true), and O(tls.mode) V(self_signed) or V(provided). Refused, before anything changes, when an
         object of the install's names is a Secret, or belongs to this collection's install in another namespace.
       - A webhook answers at every step, but the other install's pods stop at once when their Deployment goes
-        (upstream's manifests have no C(preStop) hook, and the binary exits on C(SIGTERM)): an admission request in
+        (upstream's manifests have no C(preStop) hook, and the binary exits on C(SIGTERM)), so an admission request in
         flight to one of them at that moment fails with C(EOF). In the lab, 1 of about 150 pod creations during a
         hand-over did. Migrate at a quiet time, or retry pod creations that fail so.
       - Check mode validates the new trust and lists what would be adopted, without rehearsing the hand-over.
