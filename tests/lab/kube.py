@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 from tests.lab import build, default_state_dir, netns, stages
@@ -253,7 +254,23 @@ def _ensure_forwarder(state_dir, cluster, api_port):
         raise LabError(str(error)) from error
 
 
+def _created_with_another_configuration(state_dir, binaries):
+    """Whether the cluster was created from another kwokctl configuration than this checkout's (stages, flags)."""
+    try:
+        with open(os.path.join(state_dir, "kwokctl.yaml"), encoding="utf-8") as config_file:
+            saved = config_file.read()
+        port = json.loads(saved.split("\n---\n", 1)[0])["options"]["kubeApiserverPort"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+    return saved != _kwokctl_config(binaries, port)
+
+
 def _ensure_cluster(state_dir, cluster, binaries):
+    # kwokctl takes its configuration (kwok Stages included) only at creation: a cluster made by an older checkout
+    # would keep behaving the old way, so it is made anew.
+    if os.path.isdir(_cluster_dir(state_dir, cluster)) and _created_with_another_configuration(state_dir, binaries):
+        print("cluster %s was created with another lab configuration: creating it anew" % cluster, file=sys.stderr)
+        down(state_dir, cluster)
     _ensure_namespace(cluster)
     if not os.path.isdir(_cluster_dir(state_dir, cluster)):
         config_path = os.path.join(state_dir, "kwokctl.yaml")
