@@ -10,6 +10,7 @@ WS-Management endpoint of test_domain_contract (see its limits there).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -39,6 +40,7 @@ def run_role(tmp_path, params: dict, role_vars: dict, *options: str) -> tuple[di
         "gather_facts": False,
         "roles": [{"role": "wincontainers.gmsa.domain", "vars": dict(role_vars, domain_connection=connection)}],
     }]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     playbook = tmp_path / "domain.yml"
     playbook.write_text(json.dumps(play))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0",
@@ -141,3 +143,29 @@ def test_namespace_scope_identity_cannot_read_another_namespaces_gmsa(tmp_path, 
     finally:
         removed, output = run_role(tmp_path, params, dict(role_vars, domain_state="absent"))
         assert removed["failed"] == 0, output
+
+
+def test_two_runs_at_once_end_as_one_run(tmp_path, ldap_params, role_vars):
+    """Item 7 of issue 10: two domain stages racing on the same identity and gMSAs. At most one may fail, with the
+    conflict named; a rerun then converges and AD holds each object once, as after one run.
+
+    LDAP only: the WS-Management double runs every command on one session-long LDAP connection, so two concurrent
+    scripts interleave on it, which a real DC's separate PowerShell processes never do."""
+    params = ldap_params
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(run_role, tmp_path / str(index), params, role_vars) for index in range(2)]
+        results = [run.result() for run in runs]
+    try:
+        failures = [line for _, output in results for line in output.splitlines() if line.startswith(("fatal", "failed:"))]
+        assert sum(recap["failed"] for recap, _ in results) <= 1, failures
+        for recap, output in results:
+            assert recap["failed"] == 0 or re.search(r"already exists|ENTRY_ALREADY_EXISTS|constraint", output, re.IGNORECASE), output
+        rerun, output = run_role(tmp_path, params, role_vars)
+        assert rerun["failed"] == 0 and rerun["changed"] == 0, output
+        with open_domain_client(params) as client:
+            names = [account["name"] for account in role_vars["domain_accounts"]]
+            assert sorted(client.find_gmsas(names)) == sorted(name.lower() for name in names)
+            identity = client.find_user(role_vars["domain_identity_name"])
+            assert all(account.settings.password_readers == (identity.sid,) for account in client.find_gmsas(names).values())
+    finally:
+        run_role(tmp_path, params, dict(role_vars, domain_state="absent"))
