@@ -31,7 +31,8 @@ def _units(package):
 @pytest.mark.parametrize("package", [package for package in SERVER_PACKAGES if _installed(package)])
 def test_no_unit_of_the_labs_packages_is_enabled_at_boot(package):
     units = _units(package)
-    enabled = [unit for unit in units if subprocess.run(["systemctl", "is-enabled", unit], capture_output=True, text=True, check=False).stdout.strip() == "enabled"]
+    states = {unit: subprocess.run(["systemctl", "is-enabled", unit], capture_output=True, text=True, check=False).stdout.strip() for unit in units}
+    enabled = [unit for unit, state in states.items() if state == "enabled"]
     assert not enabled, "%s: enabled at boot by its install: %s" % (package, enabled)
 
 

@@ -197,7 +197,8 @@ def _new_credential_spec_file(**host_account_config):
 def test_an_existing_spec_that_matches_ad_is_adopted_with_its_plugin():
     adopted = adopt_credspec(_new_credential_spec_file(**AKS_HCI_PLUGIN), CONTOSO, "WebApp01")
     assert adopted["ActiveDirectoryConfig"]["HostAccountConfig"] == AKS_HCI_PLUGIN
-    assert adopted == build_credspec(CONTOSO, "WebApp01", host_account_config={"plugin_guid": AKS_HCI_PLUGIN["PluginGUID"], "plugin_input": AKS_HCI_PLUGIN["PluginInput"]})
+    plugin = {"plugin_guid": AKS_HCI_PLUGIN["PluginGUID"], "plugin_input": AKS_HCI_PLUGIN["PluginInput"]}
+    assert adopted == build_credspec(CONTOSO, "WebApp01", host_account_config=plugin)
     assert plugin_of(adopted, "spec") == {"plugin_guid": AKS_HCI_PLUGIN["PluginGUID"], "plugin_input": AKS_HCI_PLUGIN["PluginInput"]}
 
 
@@ -215,7 +216,11 @@ def test_an_existing_spec_keeps_its_additional_accounts_and_may_get_another_plug
     [
         ("not json", "WebApp01", "spec: is not JSON"),
         ({"CmsPlugins": ["ActiveDirectory"]}, "WebApp01", "spec: is not a credential spec"),
-        (_new_credential_spec_file(), "Billing01", "spec: does not match the gMSA and its domain: DomainJoinConfig.MachineAccountName is 'WebApp01', expected 'Billing01'"),
+        (
+            _new_credential_spec_file(),
+            "Billing01",
+            "spec: does not match the gMSA and its domain: DomainJoinConfig.MachineAccountName is 'WebApp01', expected 'Billing01'",
+        ),
         (_new_credential_spec_file().replace("2126729477", "1111111111"), "WebApp01", "DomainJoinConfig.Sid is 'S-1-5-21-1111111111-"),
         # The placeholder of the collection's examples: not a CLSID, so refused before anything changes.
         (_new_credential_spec_file(PortableCcgVersion="1", PluginGUID="{REPLACE-WITH-THE-PLUGIN-CLSID}", PluginInput="x"), "WebApp01",

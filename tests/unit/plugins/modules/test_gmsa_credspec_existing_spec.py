@@ -15,7 +15,12 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation imp
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_credspec
 
 
-DOMAIN = {"dns_name": "contoso.com", "netbios_name": "CONTOSO", "sid": "S-1-5-21-2126449477-2524075714-3094792973", "guid": "244818ae-87ca-4fcd-92ec-e79e5252348a"}
+DOMAIN = {
+    "dns_name": "contoso.com",
+    "netbios_name": "CONTOSO",
+    "sid": "S-1-5-21-2126449477-2524075714-3094792973",
+    "guid": "244818ae-87ca-4fcd-92ec-e79e5252348a",
+}
 AKS_HCI_PLUGIN = {"PortableCcgVersion": "1", "PluginGUID": "{E4781092-F116-4B79-B55E-28EB6A224E26}", "PluginInput": "SecretName=gmsa;SecretNamespace=web"}
 
 
@@ -58,7 +63,10 @@ def test_an_inline_spec_for_another_gmsa_is_refused_before_the_cluster_is_reache
     "entry, message",
     [
         ({"spec": _file_spec(), "spec_file": "/x.json"}, "credspecs[0].spec: and spec_file are mutually exclusive"),
-        ({"spec": _file_spec(), "additional_accounts": [{"name": "Other01", "domain": None}]}, "credspecs[0].additional_accounts: comes from the credential spec"),
+        (
+            {"spec": _file_spec(), "additional_accounts": [{"name": "Other01", "domain": None}]},
+            "credspecs[0].additional_accounts: comes from the credential spec",
+        ),
         ({"spec_file": "/nonexistent/webapp01.json"}, "credspecs[0].spec_file: /nonexistent/webapp01.json cannot be read"),
     ],
 )
