@@ -45,7 +45,7 @@ def pod(namespace, account, credspec):
 def timed_creations(core, count, namespace, account, credspec, refused):
     """Seconds per dry-run creation; fails if the outcome is not the expected one."""
     seconds = []
-    for _ in range(count):
+    for _attempt in range(count):
         started = time.perf_counter()
         try:
             created = core.create_namespaced_pod(namespace, pod(namespace, account, credspec), dry_run="All")

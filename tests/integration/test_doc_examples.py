@@ -140,7 +140,8 @@ def test_the_readme_play_goes_from_an_empty_domain_and_cluster_to_a_workload(tmp
         assert completed.returncode == 0, completed.stdout[-5000:] + completed.stderr[-2000:]
         assert lab["identity_password"] not in completed.stdout + completed.stderr
 
-        pods = json.loads(kube.kubectl(lab["kube"]["state_dir"], lab["kube"]["binaries"], "get", "pods", "-n", "itest-doc", "-l", "app=webapp", "-o", "json"))["items"]
+        listing = kube.kubectl(lab["kube"]["state_dir"], lab["kube"]["binaries"], "get", "pods", "-n", "itest-doc", "-l", "app=webapp", "-o", "json")
+        pods = json.loads(listing)["items"]
         assert [pod["spec"]["nodeName"] for pod in pods] == [lab["kube"]["nodes"]["windows"]]
         assert pods[0]["spec"]["securityContext"]["windowsOptions"]["gmsaCredentialSpecName"] == "itestdoc01"
         assert pods[0]["spec"]["serviceAccountName"] == "webapp"

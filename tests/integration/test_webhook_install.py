@@ -442,7 +442,7 @@ class AdmissionLoad:
                     self.admitted += 1
                 else:
                     self.failures.append("%s: admitted without the credspec inlined (the webhook was not called)" % time.strftime("%H:%M:%S"))
-            except Exception as error:  # pylint: disable=broad-exception-caught - every refusal is recorded
+            except Exception as error:  # pylint: disable=broad-exception-caught  # every refusal is recorded
                 self.failures.append("%s: %s" % (time.strftime("%H:%M:%S"), getattr(error, "body", None) or error))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 

@@ -195,7 +195,8 @@ def test_handover_pods_are_selected_by_the_service_but_not_by_the_final_deployme
     final = manifests.deployment(SETTINGS, "aa")
     assert handover["metadata"]["name"] == "gmsa-webhook-handover"
     assert manifests.service(SETTINGS)["spec"]["selector"].items() <= handover["spec"]["template"]["metadata"]["labels"].items()
-    assert not handover["spec"]["selector"]["matchLabels"].items() <= final["spec"]["template"]["metadata"]["labels"].items()
+    # The stand-in's selector must not match the final Deployment's pods, or the two would fight over them.
+    assert not set(handover["spec"]["selector"]["matchLabels"].items()).issubset(final["spec"]["template"]["metadata"]["labels"].items())
     assert handover["spec"]["template"]["spec"] == final["spec"]["template"]["spec"]
     assert final["spec"]["selector"] == manifests.deployment(SETTINGS, "aa")["spec"]["selector"], "the final Deployment is not changed by it"
 
