@@ -91,7 +91,10 @@ def test_kubernetes_core_dependency_is_installed(image):
 def fixture_job_dir(samba_dc, kube_lab, tmp_path):
     """A private data directory as AWX lays one out, with the credentials' environment, the secrets returned."""
     namespace, name = SERVICE_ACCOUNT
-    kubectl = lambda *args: kube.kubectl(kube_lab["state_dir"], kube_lab["binaries"], *args)  # noqa: E731
+
+    def kubectl(*args):
+        return kube.kubectl(kube_lab["state_dir"], kube_lab["binaries"], *args)
+
     kubectl("create", "serviceaccount", "-n", namespace, name)
     kubectl("create", "clusterrolebinding", name, "--clusterrole=view", "--serviceaccount=%s:%s" % (namespace, name))
     token = kubectl("create", "token", "-n", namespace, name, "--duration=1h").strip()

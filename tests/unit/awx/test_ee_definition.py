@@ -29,4 +29,3 @@ def test_lab_definition_overrides_only_the_base_interpreter_package_manager_and_
         {"name": "collections/wincontainers.gmsa", "type": "dir"},
         {"name": "collections/kubernetes.core", "version": ">=6.0.0,<7.0.0", "type": "dir"},
     ]
-
