@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.lab import COLLECTIONS_PATH
@@ -85,7 +86,9 @@ def assert_no_secret(values, texts):
         assert not leaks, f"a secret appears in {len(leaks)} output(s), after: {leaks[:1]}"
 
 
-def test_cleanup_with_inline_kubeconfig_shows_no_key_at_vvv(kube_lab, tmp_path):
+@pytest.fixture(name="inline_kubeconfig")
+def fixture_inline_kubeconfig(kube_lab):
+    """The lab's kubeconfig inlined, and the values of it that must never show."""
     kubeconfig = _inline(kube_lab["kubeconfig"])
     user = kubeconfig["users"][0]["user"]
     found = Secrets()
@@ -93,24 +96,58 @@ def test_cleanup_with_inline_kubeconfig_shows_no_key_at_vvv(kube_lab, tmp_path):
         if key in user:
             found.extend(_pem_parts(user[key]) if key.endswith("-data") else [user[key]])
     assert any("PRIVATE KEY" in value for value in found), "the lab kubeconfig should carry a client key to look for"
-    variables = tmp_path / "variables.yml"
-    variables.write_text(yaml.safe_dump({
-        "gmsa_identity_username": "isec",
-        "gmsa_identity_password": "",
-        "gmsa_kubernetes": {"kubeconfig": kubeconfig},
-        "gmsa_accounts": [{"name": "ItestSec01", "service_accounts": [{"name": "itest-sec-app", "namespace": "itest-sec"}]}],
-        "webhook_name": WEBHOOK,
-        "webhook_namespace": WEBHOOK,
-        "workload_name": "itest-sec-sample",
-    }))
+    return kubeconfig, found
+
+
+def _variables(directory, **values):
+    variables = directory / "variables.yml"
+    variables.write_text(yaml.safe_dump(values))
     variables.chmod(0o600)
+    return variables
+
+
+def _results(stdout):
+    # At -vvv, ansible-playbook prints its version and configuration before the callback's JSON document.
+    result = json.loads(stdout[stdout.index("\n{") :])
+    return {task["task"]["name"]: task["hosts"]["localhost"] for play in result["plays"] for task in play["tasks"]}
+
+
+def test_cleanup_with_inline_kubeconfig_shows_no_key_at_vvv(inline_kubeconfig, tmp_path):
+    kubeconfig, found = inline_kubeconfig
+    variables = _variables(
+        tmp_path,
+        gmsa_identity_username="isec",
+        gmsa_identity_password="",
+        gmsa_kubernetes={"kubeconfig": kubeconfig},
+        gmsa_accounts=[{"name": "ItestSec01", "service_accounts": [{"name": "itest-sec-app", "namespace": "itest-sec"}]}],
+        webhook_name=WEBHOOK,
+        webhook_namespace=WEBHOOK,
+        workload_name="itest-sec-sample",
+    )
     rc, texts = run(tmp_path, variables, "wincontainers.gmsa.cleanup")
     assert rc == 0, texts[0][-3000:] + texts[1][-2000:]
-    result = json.loads(texts[0][texts[0].index("\n{") :])
-    tasks = {task["task"]["name"]: task["hosts"]["localhost"] for play in result["plays"] for task in play["tasks"]}
+    tasks = _results(texts[0])
     # The modules did reach the cluster, each handed the private file's path, which is gone after the run.
     path = tasks["Create the private temporary file for the inline kubeconfig"]["path"]
     assert path.startswith(str(tmp_path)) and not os.path.exists(path), path
     invocations = [task.get("invocation", {}).get("module_args", {}) for task in tasks.values()]
     assert any(args.get("kubeconfig") == path for args in invocations), "no module was handed the file"
+    assert_no_secret(found, texts)
+
+
+def test_cluster_modules_given_an_inline_kubeconfig_show_no_key_at_vvv(inline_kubeconfig, tmp_path):
+    """The collection's modules, without the playbooks' file: they mask the keys themselves (kubernetes.core's
+    AnsibleK8SModule, module_utils/k8s/core.py, adds them to no_log_values) and have no action plugin."""
+    kubeconfig, found = inline_kubeconfig
+    variables = _variables(tmp_path, inline=kubeconfig)
+    absent = {"kubeconfig": "{{ inline }}", "state": "absent"}
+    playbook = tmp_path / "modules.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "webhook", "wincontainers.gmsa.gmsa_webhook": dict(absent, name=WEBHOOK, namespace=WEBHOOK)},
+        {"name": "credspec", "wincontainers.gmsa.gmsa_credspec": dict(absent, credspecs=[{"name": "itest-sec-none", "account_name": "ItestSec01"}])},
+        {"name": "admission policy", "wincontainers.gmsa.gmsa_admission_policy": absent},
+    ]}]))
+    rc, texts = run(tmp_path, variables, str(playbook))
+    assert rc == 0, texts[0][-3000:] + texts[1][-2000:]
+    assert set(_results(texts[0])) == {"webhook", "credspec", "admission policy"}
     assert_no_secret(found, texts)
