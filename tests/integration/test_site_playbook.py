@@ -46,12 +46,10 @@ INVENTORY_VARS = {
     "gmsa_accounts": [{"name": ACCOUNT, "service_accounts": [{"name": "itest-site-app", "namespace": NAMESPACE}]}],
     "webhook_name": "itest-site-webhook",
     "webhook_namespace": "itest-site-webhook",
-    # The lab cannot run the webhook binary: the same lab-only settings as examples/inventories/lab (limits.yml).
-    "webhook_failure_policy": "Ignore",
+    # The real windows-gmsa webhook, served by the lab kubelet, installed as in production (failurePolicy Fail, the
+    # module waits until it is Available). Only the in-pod checks cannot run, as examples/inventories/lab says.
     "webhook_replicas": 1,
-    "webhook_node_selector": {"wincontainers.gmsa/lab": "no-webhook-binary"},
-    "gmsa_webhook_module_options": {"wait": False},
-    "verify_not_verifiable": {"admission": "webhook binary unavailable", "in_pod": "no Windows container runs in the lab"},
+    "verify_not_verifiable": {"in_pod": "no Windows container runs in the lab"},
     "workload_name": "itest-site-sample",
 }
 
@@ -93,7 +91,7 @@ def fixture_awx_job(samba_dc, kube_lab, tmp_path_factory):
         },
         private_data_dir / "env",
     )[0]
-    identity_vars = awx_inject(IDENTITY_TYPE, {"username": "itest-site-ccg", "password": identity_password}, private_data_dir / "env")[1]
+    identity_vars = awx_inject(IDENTITY_TYPE, {"username": "its-ccg", "password": identity_password}, private_data_dir / "env")[1]
     ca_file = private_data_dir / "env" / "k8s_ca.crt"
     ca_file.write_text(pathlib.Path(kube_lab["ca_file"]).read_text())
     kube_env = {"K8S_AUTH_HOST": kube_lab["server"], "K8S_AUTH_API_KEY": token, "K8S_AUTH_VERIFY_SSL": "True", "K8S_AUTH_SSL_CA_CERT": str(ca_file)}
@@ -162,15 +160,16 @@ def test_first_run_creates_everything_and_verifies(first_run, awx_job):
     assert runner.status == "successful", runner.stdout.read()[-5000:]
     # The lab's forest has its KDS root key from provisioning, so that step changes nothing.
     assert changed_tasks(events) == [
-        "Ensure the portable identity is present",
+        "Ensure the portable identities are present",
         "Ensure the gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
+        "Ensure that only the named groups may opt namespaces out of the gMSA checks, policy present",
         "Create the missing namespaces",
         "Create the missing service accounts",
         "Ensure the credential specs, their RBAC and identity Secrets are present",
         "Apply the workload running as the gMSA of credspec itestsite01",
     ]
-    assert stats(events)["changed"]["localhost"] == 7
+    assert stats(events)["changed"]["localhost"] == 8
     report = next(
         event["event_data"]["res"]["msg"]
         for event in events
@@ -179,8 +178,12 @@ def test_first_run_creates_everything_and_verifies(first_run, awx_job):
     assert report[0].startswith("result: incomplete"), report
     assert not [line for line in report if line.startswith("FAILED")], report
     passed = [line for line in report if line.startswith("passed")]
-    assert len(passed) == 6, report  # logon, password, ticket, credspec vs AD, Windows node, DNS
-    assert len([line for line in report if line.startswith("not verifiable here")]) == 5, report
+    # logon, password, ticket, credspec vs AD, Windows node, DNS, and the real webhook's admission and refusal
+    assert len(passed) == 8, report
+    assert [line for line in passed if "webhook admits a pod of itest-site-app using itestsite01" in line], report
+    assert [line for line in passed if "webhook refuses a pod of" in line and "using itestsite01" in line], report
+    not_verifiable = [line for line in report if line.startswith("not verifiable here")]
+    assert [line.split("  ")[1].split(":")[0] for line in not_verifiable] == ["nltest /parentdomain", "nltest /sc_verify", "klist get krbtgt"], report
 
 
 def test_the_workload_runs_on_the_windows_node_as_the_gmsa(first_run, awx_job):
