@@ -237,7 +237,8 @@ def test_webhook_that_never_becomes_ready_times_out_naming_it(lab):
         # Admission was never pointed at a webhook that is not running.
         assert "WebhookConfiguration" not in json.dumps(play.result["objects"])
     finally:
-        removal = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+        # Uninstall waits for its namespace to be gone, which takes the namespace controller longer than 5 s.
+        removal = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent", wait_timeout=120)}])
         assert removal.rc == 0, removal.output
         kubectl(lab, "wait", "--for=delete", "namespace/itest-never-ready", "--timeout=60s")
 
@@ -291,7 +292,7 @@ def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
             message = play.result["msg"]
             assert message.startswith("admission by webhook %s (Service %s/%s, probed in namespace %s) not ready after 15 s: " % (name, name, name, APPS))
             assert "connection refused" in message
-            removal = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+            removal = run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent", wait_timeout=120)}])
             assert removal.rc == 0, removal.output
             assert [entry["object"] for entry in removal.result["objects"][:2]] == [
                 "ValidatingWebhookConfiguration " + name,
@@ -299,7 +300,7 @@ def test_webhook_that_never_answers_admission_times_out_naming_it(lab):
             ]
     finally:
         runner.join()
-        run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+        run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent", wait_timeout=120)}])
     kubectl(lab, "wait", "--for=delete", "namespace/" + name, "--timeout=60s")
 
 
@@ -458,7 +459,7 @@ def fixture_staged(lab, gmsa_crd):
         with refusing_pods(lab, ready_endpoint_ips(lab, STAGED, STAGED), index=1):
             yield {"options": options, "first": first, "before": before}
     finally:
-        run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent")}])
+        run_play(lab, [{"wincontainers.gmsa.gmsa_webhook": dict(options, state="absent", wait_timeout=120)}])
 
 
 def staged_task(staged, **options):
