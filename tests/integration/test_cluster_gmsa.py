@@ -618,7 +618,9 @@ def test_install_created_least_privilege_rbac_and_an_opted_out_namespace(lab, in
     role = kubectl_json(lab, "get", "clusterrole", NAME)
     assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"get", "create"}
     assert kubectl_json(lab, "get", "namespace", NAMESPACE)["metadata"]["labels"]["windows.k8s.io/disabled"] == "true"
-    managers = {entry["manager"] for entry in kubectl_json(lab, "get", "deployment", "-n", NAMESPACE, NAME)["metadata"]["managedFields"]}
+    # kubectl leaves managedFields out of its output unless asked (since 1.21).
+    deployment = kubectl_json(lab, "get", "deployment", "-n", NAMESPACE, NAME, "--show-managed-fields")
+    managers = {entry["manager"] for entry in deployment["metadata"]["managedFields"]}
     assert "wincontainers.gmsa" in managers
 
 
