@@ -7,7 +7,8 @@ against the lab's Kubernetes control plane.
 
 The cluster connection is an inline kubeconfig (a mapping in ``gmsa_kubernetes.kubeconfig``) holding the lab
 admin's client key, so its body must not show either. Searched for, in stdout, stderr and the log file: the kubeconfig's
-client key and certificate data, each as a whole and as PEM body lines. The names are this test's own (``itest-sec``), so the demo's and other suites' objects are left alone.
+client key and certificate data, each as a whole and as PEM body lines. The names are this test's own (``itest-sec``),
+so the demo's and other suites' objects are left alone.
 
     python -m pytest tests/integration/test_secrets_verbosity.py -v
 """

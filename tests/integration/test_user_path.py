@@ -234,7 +234,11 @@ def test_an_existing_credential_spec_and_the_plugin_of_a_credspec_in_the_cluster
     with open_domain_client(user["ldap_params"]) as client:
         facts = client.domain_facts()
     # What Add-AksHciGMSACredentialSpec left in a cluster (the plugin it names is the one Microsoft does not publish).
-    aks_hci_plugin = {"PortableCcgVersion": "1", "PluginGUID": "{E4781092-F116-4B79-B55E-28EB6A224E26}", "PluginInput": "SecretName=gmsa;SecretNamespace=default"}
+    aks_hci_plugin = {
+        "PortableCcgVersion": "1",
+        "PluginGUID": "{E4781092-F116-4B79-B55E-28EB6A224E26}",
+        "PluginInput": "SecretName=gmsa;SecretNamespace=default",
+    }
     made_by_aks_hci = {"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": {"name": "itest-user-akshci"},
                        "credspec": {"CmsPlugins": ["ActiveDirectory"], "DomainJoinConfig": {"MachineAccountName": "Other01"},
                                     "ActiveDirectoryConfig": {"HostAccountConfig": aks_hci_plugin}}}
@@ -263,7 +267,8 @@ def test_an_existing_credential_spec_and_the_plugin_of_a_credspec_in_the_cluster
     try:
         runner = credspec_play(bad, "itest-user-byo-bad")[0]
         assert runner.status == "failed"
-        assert f"credspecs[0].spec_file: does not match the gMSA and its domain: DomainJoinConfig.Sid is '{wrong_sid}', expected '{facts.sid}'" in runner.stdout.read()
+        expected = f"credspecs[0].spec_file: does not match the gMSA and its domain: DomainJoinConfig.Sid is '{wrong_sid}', expected '{facts.sid}'"
+        assert expected in runner.stdout.read()
         assert not [item for item in cluster_snapshot(user) if item[2] == "itest-user-byo-bad"]
 
         runner = credspec_play(good, "itest-user-byo")[0]
