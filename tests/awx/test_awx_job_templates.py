@@ -196,7 +196,7 @@ def fixture_configured(awx, samba_dc, kube_lab, tmp_path_factory):
     playbook = os.path.join(REPO_ROOT, "extensions", "awx", "configure.yml")
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), playbook, "-e", "@%s" % settings_file]
     runs = []
-    for _ in range(2):
+    for _attempt in range(2):
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=900)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
         runs.append(result.stdout)

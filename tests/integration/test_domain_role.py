@@ -156,8 +156,8 @@ def test_two_runs_at_once_end_as_one_run(tmp_path, ldap_params, role_vars):
         runs = [pool.submit(run_role, tmp_path / str(index), params, role_vars) for index in range(2)]
         results = [run.result() for run in runs]
     try:
-        failures = [line for _, output in results for line in output.splitlines() if line.startswith(("fatal", "failed:"))]
-        assert sum(recap["failed"] for recap, _ in results) <= 1, failures
+        failures = [line for _recap, output in results for line in output.splitlines() if line.startswith(("fatal", "failed:"))]
+        assert sum(recap["failed"] for recap, _output in results) <= 1, failures
         for recap, output in results:
             assert recap["failed"] == 0 or re.search(r"already exists|ENTRY_ALREADY_EXISTS|constraint", output, re.IGNORECASE), output
         rerun, output = run_role(tmp_path, params, role_vars)
