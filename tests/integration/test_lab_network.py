@@ -28,19 +28,15 @@ OUTSIDE_ADDRESS = "192.0.2.1"
 SERVICE_RANGE = "10.0.0.0/24"
 
 
-def _ip(*args):
-    return subprocess.run(("ip",) + args, capture_output=True, text=True, check=True).stdout
-
-
 def _host_network():
     """What the lab must never change in the host's namespace: every route, rule, interface and address."""
     return {
-        "routes": _ip("route", "show", "table", "all"),
-        "routes6": _ip("-6", "route", "show", "table", "all"),
-        "rules": _ip("rule"),
-        "rules6": _ip("-6", "rule"),
-        "interfaces": _ip("-br", "link"),
-        "addresses": _ip("-br", "addr"),
+        "routes": netns.ip("route", "show", "table", "all"),
+        "routes6": netns.ip("-6", "route", "show", "table", "all"),
+        "rules": netns.ip("rule"),
+        "rules6": netns.ip("-6", "rule"),
+        "interfaces": netns.ip("-br", "link"),
+        "addresses": netns.ip("-br", "addr"),
     }
 
 
@@ -118,7 +114,7 @@ def test_the_api_server_runs_in_a_namespace_with_no_route_off_the_machine(kube_l
     # Whatever the host's routes are, the namespace of kube-apiserver has none off the machine.
     outside = subprocess.run(["ip", "-n", namespace, "route", "get", OUTSIDE_ADDRESS], capture_output=True, text=True, check=False)
     assert outside.returncode != 0 and "unreachable" in outside.stderr, outside
-    routes = json.loads(_ip("-n", namespace, "-j", "route", "show", "table", "main"))
+    routes = json.loads(netns.ip("-n", namespace, "-j", "route", "show", "table", "main"))
     assert [route for route in routes if route["dst"] == "default"] == []
 
 
@@ -126,10 +122,10 @@ def test_the_shared_lab_routes_nothing_and_links_nothing_on_the_host(kube_lab):
     # While it runs, with whatever webhook pods the other suites had served: the lab's addresses are reachable only
     # from its own namespaces, no host route leads to them and no host interface is a veth into a lab namespace.
     lab_ranges = [ipaddress.ip_network(cidr) for cidr in (kube_lab["pod_cidr"], SERVICE_RANGE, kube.CONTROL_PLANE_ADDRESS)]
-    destinations = [route["dst"] for route in json.loads(_ip("-j", "route", "show", "table", "all")) if route["dst"] != "default"]
+    destinations = [route["dst"] for route in json.loads(netns.ip("-j", "route", "show", "table", "all")) if route["dst"] != "default"]
     assert [dst for dst in destinations if any(ipaddress.ip_network(dst, strict=False).overlaps(lab) for lab in lab_ranges)] == []
-    lab_ids = {entry["id"] for entry in json.loads(_ip("-j", "netns", "list") or "[]") if entry["name"].startswith(netns.PREFIX) and "id" in entry}
-    assert [link["ifname"] for link in json.loads(_ip("-j", "link", "show")) if link.get("link_netnsid") in lab_ids] == []
+    lab_ids = {entry["id"] for entry in json.loads(netns.ip("-j", "netns", "list") or "[]") if entry["name"].startswith(netns.PREFIX) and "id" in entry}
+    assert [link["ifname"] for link in json.loads(netns.ip("-j", "link", "show")) if link.get("link_netnsid") in lab_ids] == []
 
 
 def _wait_for(predicate, what, timeout=120):

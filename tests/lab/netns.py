@@ -34,7 +34,8 @@ class NetnsError(Exception):
     """A namespace, process or forwarder could not be set up or removed; the message says why."""
 
 
-def _ip(*args):
+def ip(*args):
+    """Run `ip ARGS` and return its output; a failure raises NetnsError naming the command."""
     result = subprocess.run(("ip",) + args, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise NetnsError("ip %s failed (needs root and iproute2): %s" % (" ".join(args), result.stderr.strip()))
@@ -55,12 +56,12 @@ def exists(netns):
 def create(netns, loopback_addresses=()):
     """A namespace with only its loopback up, holding loopback_addresses: no default route (idempotent)."""
     if not exists(netns):
-        _ip("netns", "add", netns)
-    _ip("-n", netns, "link", "set", "lo", "up")
-    held = {info["local"] for link in json.loads(_ip("-n", netns, "-j", "addr", "show", "dev", "lo")) for info in link.get("addr_info", [])}
+        ip("netns", "add", netns)
+    ip("-n", netns, "link", "set", "lo", "up")
+    held = {info["local"] for link in json.loads(ip("-n", netns, "-j", "addr", "show", "dev", "lo")) for info in link.get("addr_info", [])}
     for address in loopback_addresses:
         if address not in held:
-            _ip("-n", netns, "addr", "add", address + "/32", "dev", "lo")
+            ip("-n", netns, "addr", "add", address + "/32", "dev", "lo")
 
 
 def command_in(netns, command):
@@ -70,7 +71,7 @@ def command_in(netns, command):
 
 def of_cluster(netns):
     """Every namespace of the cluster whose control plane namespace is netns, its own first."""
-    listing = _ip("-j", "netns", "list").strip()
+    listing = ip("-j", "netns", "list").strip()
     names = sorted(entry["name"] for entry in json.loads(listing or "[]"))
     return [name for name in names if name == netns] + [name for name in names if name.startswith(netns + ".")]
 
@@ -115,9 +116,9 @@ def remove(netns):
     if not exists(netns):
         return
     # Any command line matches (marker ""): a process inside our namespace is ours whatever it runs.
-    stop(dict.fromkeys((int(pid) for pid in _ip("netns", "pids", netns).split()), ""), timeout=0)
+    stop(dict.fromkeys((int(pid) for pid in ip("netns", "pids", netns).split()), ""), timeout=0)
     # Deleting the namespace destroys its interfaces, the peers of its veths and their routes with them.
-    _ip("netns", "del", netns)
+    ip("netns", "del", netns)
 
 
 def start_forwarder(listen_netns, listen_port, dial_netns, dial_port, log_path):

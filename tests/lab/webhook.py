@@ -168,10 +168,10 @@ class PodNetwork:
 
 
 def _ip(*args):
-    result = subprocess.run(("ip",) + args, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise WebhookError("ip %s failed: %s" % (" ".join(args), result.stderr.strip()))
-    return result.stdout
+    try:
+        return netns.ip(*args)
+    except netns.NetnsError as error:
+        raise WebhookError(str(error)) from error
 
 
 # --- one served pod --------------------------------------------------------------------------------------

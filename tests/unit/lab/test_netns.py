@@ -27,13 +27,13 @@ def test_a_cluster_name_that_could_claim_another_clusters_namespaces_is_refused(
 
 def test_a_cluster_owns_its_namespace_and_the_dotted_ones_under_it_only(monkeypatch):
     names = ["other", "wgmsa-lab-2", "wgmsa-lab.pod-b", "wgmsa-lab", "wgmsa-lab.pod-a", "wgmsa-lab2", "wgmsa-labx.pod"]
-    monkeypatch.setattr(netns, "_ip", lambda *args: json.dumps([{"name": name} for name in names]))
+    monkeypatch.setattr(netns, "ip", lambda *args: json.dumps([{"name": name} for name in names]))
     assert netns.of_cluster("wgmsa-lab") == ["wgmsa-lab", "wgmsa-lab.pod-a", "wgmsa-lab.pod-b"]
 
 
 def test_no_namespace_at_all(monkeypatch):
     # `ip -j netns list` prints nothing, not [], before the first namespace is ever made.
-    monkeypatch.setattr(netns, "_ip", lambda *args: "")
+    monkeypatch.setattr(netns, "ip", lambda *args: "")
     assert netns.of_cluster("wgmsa-lab") == []
 
 
