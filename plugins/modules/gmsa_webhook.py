@@ -23,7 +23,12 @@ description:
     (upstream issue 176), so it is not used. Instead the pod template carries the SHA-256 fingerprint of the
     served certificate (annotation C(wincontainers.gmsa/serving-certificate-sha256)), and a new certificate
     rolls the Deployment one pod at a time (C(maxSurge=1), C(maxUnavailable=0), readiness on C(/health)), so
-    admission stays available throughout.
+    admission stays available throughout. One limit remains, upstream's: a request in flight on an old pod when
+    it exits fails with C(EOF) (with O(failure_policy=Fail), that pod creation is refused and its controller
+    retries it). The webhook exits on SIGTERM without draining (v0.13.0 C(main.go) handles no signal), and
+    the API server keeps its connections to the old pod and does not retry an C(EOF) (C(DefaultShouldRetry)
+    in C(k8s.io/apiserver/pkg/util/webhook)). The C(preStop) sleep only takes the old pod out of the Service
+    before then.
   - With O(tls.mode=cert_manager) the module reads the certificate cert-manager stored on each run and rolls
     the pods when it changed. cert-manager renews on its own schedule, between runs; the pods keep serving the
     old certificate until the next run. Run the module periodically (more often than O(tls.renew_before_days)),
@@ -260,7 +265,9 @@ options:
     default: false
   wait:
     description:
-      - Wait until the Deployment is Available and the webhook answers admission requests. Not done in check mode.
+      - Wait until the Deployment is Available, the Service sends requests only to pods serving the current
+        certificate (old pods still shutting down no longer receive any), and the webhook answers admission
+        requests. Not done in check mode.
       - With O(state=absent), wait until the namespace the module created is gone, so an install right after works.
       - With O(tls.mode=cert_manager), a first install also waits for cert-manager to issue the certificate.
       - With V(false), a first install registers the webhook configurations at once, before the webhook runs.
@@ -827,11 +834,7 @@ def hand_over(module, cluster, reconciler, settings, foreign, certificate_sha256
     handover = reconciler.apply(manifests.handover_deployment(settings, certificate_sha256))
     wait_for(lambda: deployment_status(cluster.get("Deployment", handover["metadata"]["name"], namespace)), f"Deployment {namespace}/{name}-handover", timeout)
     place(reconciler, manifests.service(settings), foreign)
-    wait_for(
-        lambda: endpoints_status(cluster.list("EndpointSlice", namespace, label_selector=f"kubernetes.io/service-name={name}"), f"{name}-handover-"),
-        f"Service {namespace}/{name} to reach only the pods of Deployment {name}-handover",
-        timeout,
-    )
+    wait_for_traffic(cluster, settings, lambda pod: manifests.HANDOVER_LABEL in pod["metadata"].get("labels", {}), f"the pods of Deployment {name}-handover", timeout)
     leftovers = []
     ours = manifests.deployment(settings, certificate_sha256)
     if foreign.pop(object_ref(ours), None):
@@ -844,6 +847,18 @@ def hand_over(module, cluster, reconciler, settings, foreign, certificate_sha256
     wait_for(lambda: deployment_status(cluster.get("Deployment", name, namespace)), f"Deployment {namespace}/{name}", timeout)
     reconciler.delete(handover)
     return leftovers
+
+
+def wait_for_traffic(cluster, settings, selects, what, timeout):
+    """Wait until the Service sends requests only to the running pods that ``selects`` accepts."""
+    namespace, name = settings.namespace, settings.name
+    pod_selector = ",".join(f"{key}={value}" for key, value in manifests.service(settings)["spec"]["selector"].items())
+
+    def status():
+        pods = [pod for pod in cluster.list("Pod", namespace, label_selector=pod_selector) if selects(pod)]
+        return endpoints_status(cluster.list("EndpointSlice", namespace, label_selector=f"kubernetes.io/service-name={name}"), pods, what)
+
+    wait_for(status, f"Service {namespace}/{name} to reach only {what}", timeout)
 
 
 def place(reconciler, obj, foreign):
@@ -911,6 +926,14 @@ def install(module, cluster, reconciler, settings):
 
         wait_for(lambda: deployment_status(live_deployment()), f"Deployment {settings.namespace}/{settings.name}", timeout)
         deployment = live_deployment()
+        certificate_sha256 = result["serving_certificate_sha256"]
+        if certificate_sha256:
+            # The rollout is complete before the old pods stop receiving requests; returning earlier would let the
+            # caller rely on a renewal (or drop an old CA) while a pod with the previous certificate still serves.
+            wait_for_traffic(
+                cluster, settings, lambda pod: pod["metadata"].get("annotations", {}).get(manifests.CERTIFICATE_ANNOTATION) == certificate_sha256,
+                "pods serving the current certificate", timeout,
+            )
     # A first install registers admission only now: pointing it at pods that are not running yet would
     # refuse every new pod in the cluster. After a hand-over, this drops the adopted install's CA.
     if settings.cert_manager or not configurations_exist:

@@ -51,18 +51,23 @@ def namespace_gone(namespace: dict[str, Any] | None) -> tuple[bool, str]:
     return False, f"namespace {namespace['metadata']['name']} is {phase}" + (f" ({'; '.join(conditions)})" if conditions else "")
 
 
-def endpoints_status(slices: list[dict[str, Any]], pod_prefix: str) -> tuple[bool, str]:
-    """Whether a Service's ready endpoints are all pods named ``pod_prefix``... (pure): traffic has moved to them."""
-    ready = [
+def endpoints_status(slices: list[dict[str, Any]], pods: list[dict[str, Any]], what: str) -> tuple[bool, str]:
+    """Whether a Service's ready endpoints are all among ``pods`` and none is terminating (pure): traffic has moved.
+
+    A Deployment counts a rollout complete once the old pods are deleting, but the EndpointSlice controller
+    marks their endpoints not ready only afterwards, so the Service can still send them requests for a while.
+    """
+    wanted = {pod["metadata"]["name"] for pod in pods if not pod["metadata"].get("deletionTimestamp")}
+    ready = sorted(
         (endpoint.get("targetRef") or {}).get("name", "?")
         for endpoint_slice in slices
         for endpoint in endpoint_slice.get("endpoints") or []
         if (endpoint.get("conditions") or {}).get("ready")
-    ]
-    others = sorted(name for name in ready if not name.startswith(pod_prefix))
+    )
+    others = [name for name in ready if name not in wanted]
     if ready and not others:
-        return True, f"{len(ready)} ready endpoints, all pods {pod_prefix}*"
-    return False, f"ready endpoints {sorted(ready)}; waiting for only pods {pod_prefix}*"
+        return True, f"{len(ready)} ready endpoints, all {what}"
+    return False, f"ready endpoints {ready}; waiting for only {what}"
 
 
 def probe_pod(namespace: str) -> dict[str, Any]:

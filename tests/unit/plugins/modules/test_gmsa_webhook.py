@@ -185,6 +185,9 @@ class HandoverCluster:
             pods = [deployment["metadata"]["name"] + "-pod" for (k, _ns, _n), deployment in self.objects.items()
                     if k == "Deployment" and selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()]
             return [{"endpoints": [{"targetRef": {"name": pod}, "conditions": {"ready": True}} for pod in pods]}]
+        if kind == "Pod":
+            return [{"metadata": dict(deployment["spec"]["template"]["metadata"], name=deployment["metadata"]["name"] + "-pod")}
+                    for (k, _ns, _n), deployment in self.objects.items() if k == "Deployment"]
         return [obj for (k, _ns, _n), obj in self.objects.items() if k == kind]
 
     def _write(self, verb, obj):

@@ -83,10 +83,17 @@ def test_a_terminating_namespace_is_not_gone_until_the_api_server_forgets_it():
     assert _waiter.namespace_gone(None) == (True, "the namespace is gone")
 
 
-def test_traffic_has_moved_only_when_every_ready_endpoint_is_a_new_pod():
+def test_traffic_has_moved_only_when_every_ready_endpoint_is_a_wanted_pod_that_is_not_shutting_down():
     def slices(*pods):
         return [{"endpoints": [{"targetRef": {"name": pod}, "conditions": {"ready": ready}} for pod, ready in pods]}]
 
-    assert _waiter.endpoints_status(slices(("gmsa-webhook-handover-a", True), ("gmsa-webhook-b", True)), "gmsa-webhook-handover-")[0] is False
-    assert _waiter.endpoints_status(slices(("gmsa-webhook-handover-a", True), ("gmsa-webhook-b", False)), "gmsa-webhook-handover-")[0] is True
-    assert _waiter.endpoints_status([], "gmsa-webhook-handover-") == (False, "ready endpoints []; waiting for only pods gmsa-webhook-handover-*")
+    def pod(name, deleting=False):
+        return {"metadata": dict({"name": name}, **({"deletionTimestamp": "2026-12-01T00:00:00Z"} if deleting else {}))}
+
+    new = [pod("gmsa-webhook-new")]
+    assert _waiter.endpoints_status(slices(("gmsa-webhook-new", True), ("gmsa-webhook-old", True)), new, "new pods") == (
+        False, "ready endpoints ['gmsa-webhook-new', 'gmsa-webhook-old']; waiting for only new pods")
+    assert _waiter.endpoints_status(slices(("gmsa-webhook-new", True), ("gmsa-webhook-old", False)), new, "new pods") == (True, "1 ready endpoints, all new pods")
+    # The Deployment already counts a deleting pod out; its endpoint can still be ready until the controller catches up.
+    assert _waiter.endpoints_status(slices(("gmsa-webhook-new", True)), [pod("gmsa-webhook-new", deleting=True)], "new pods")[0] is False
+    assert _waiter.endpoints_status([], new, "new pods") == (False, "ready endpoints []; waiting for only new pods")
