@@ -14,18 +14,16 @@ object lists look at what this suite could have touched.
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-import yaml
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._webhook_manifests import crd
-from tests.lab import COLLECTIONS_PATH, kube, netns, webhook
+from tests.integration.support import kubectl, kubectl_json, run_play
+from tests.lab import kube, netns, webhook
 
 pytest_plugins = ("tests.lab.pytest_kube",)
 
@@ -56,62 +54,12 @@ SNAPSHOT_KINDS = (
 )
 
 
-class Play:
-    """One ansible-playbook run: each task's result (json callback) or the raw output."""
-
-    def __init__(self, process, results):
-        self.rc = process.returncode
-        self.output = process.stdout + process.stderr
-        self.results = results
-
-    @property
-    def result(self):
-        return self.results[-1]
-
-
-def run_play(lab, tasks, *options, callback="ansible.posix.json"):
-    playbook = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "module_defaults": {"group/wincontainers.gmsa.cluster": {"kubeconfig": lab["kubeconfig"]}},
-            "tasks": tasks,
-        }
-    ]
-    path = os.path.join(lab["state_dir"], "itest-playbook-%d.yml" % threading.get_ident())
-    with open(path, "w", encoding="utf-8") as playbook_file:
-        yaml.safe_dump(playbook, playbook_file)
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH,
-        ANSIBLE_STDOUT_CALLBACK=callback,
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-    )
-    process = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", path, *options],
-        capture_output=True, text=True, env=env, check=False,
-    )
-    results = []
-    if callback == "ansible.posix.json" and process.stdout.strip():
-        results = [task["hosts"]["localhost"] for task in json.loads(process.stdout)["plays"][0]["tasks"]]
-    return Play(process, results)
-
-
 def webhook_task(**options):
     return {"wincontainers.gmsa.gmsa_webhook": dict(WEBHOOK, **options)}
 
 
 def credspec_task(credspecs, **options):
     return {"wincontainers.gmsa.gmsa_credspec": dict({"domain": DOMAIN, "credspecs": credspecs}, **options)}
-
-
-def kubectl(lab, *args, stdin=None):
-    return kube.kubectl(lab["state_dir"], lab["binaries"], *args, stdin=stdin)
-
-
-def kubectl_json(lab, *args):
-    return json.loads(kubectl(lab, *args, "-o", "json"))
 
 
 def snapshot(lab):

@@ -29,7 +29,8 @@ import sys
 import ansible_runner
 import pytest
 
-from tests.lab import COLLECTIONS_PATH, kube
+from tests.integration.support import kubectl
+from tests.lab import COLLECTIONS_PATH
 from tests.awx_credentials import awx_inject, load
 
 pytest_plugins = ("tests.lab.pytest_samba", "tests.lab.pytest_kube")
@@ -59,10 +60,6 @@ class Secrets(tuple):
 
     def __repr__(self):
         return f"<{len(self)} secrets>"
-
-
-def kubectl(lab, *args, stdin=None):
-    return kube.kubectl(lab["state_dir"], lab["binaries"], *args, stdin=stdin)
 
 
 @pytest.fixture(name="awx_job", scope="module")

@@ -31,7 +31,8 @@ import ansible_runner
 import pytest
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import open_domain_client
-from tests.lab import COLLECTIONS_PATH, kube
+from tests.integration.support import kubectl
+from tests.lab import COLLECTIONS_PATH
 
 # The lab DC and cluster, and the LDAP connection options to look at AD (ldap_params).
 pytest_plugins = ("tests.lab.pytest_samba", "tests.lab.pytest_kube", "tests.integration.wsman_endpoint")
@@ -110,10 +111,6 @@ def run(user, playbook, *cmdline, extravars=None):
         quiet=True,
     )
     return runner, list(runner.events)
-
-
-def kubectl(lab, *args):
-    return kube.kubectl(lab["state_dir"], lab["binaries"], *args)
 
 
 def changed_tasks(events):
@@ -242,7 +239,7 @@ def test_an_existing_credential_spec_and_the_plugin_of_a_credspec_in_the_cluster
     made_by_aks_hci = {"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": {"name": "itest-user-akshci"},
                        "credspec": {"CmsPlugins": ["ActiveDirectory"], "DomainJoinConfig": {"MachineAccountName": "Other01"},
                                     "ActiveDirectoryConfig": {"HostAccountConfig": aks_hci_plugin}}}
-    kube.kubectl(lab["state_dir"], lab["binaries"], "create", "-f", "-", stdin=json.dumps(made_by_aks_hci))
+    kubectl(lab, "create", "-f", "-", stdin=json.dumps(made_by_aks_hci))
     good = new_credential_spec_file(tmp_path / "good.json", facts, ACCOUNT)
     wrong_sid = facts.sid.rsplit("-", 1)[0] + "-1"
     bad = new_credential_spec_file(tmp_path / "bad.json", dataclasses.replace(facts, sid=wrong_sid), ACCOUNT)

@@ -23,7 +23,7 @@ import yaml
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._webhook_manifests import crd
-from tests.integration.test_cluster_gmsa import kubectl, kubectl_json, run_play
+from tests.integration.support import kubectl, kubectl_json, run_play
 from tests.lab import build, kube
 from tests.lab import webhook as lab_kubelet
 

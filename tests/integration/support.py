@@ -1,0 +1,66 @@
+"""Helpers the cluster suites share: kubectl on the lab cluster, and a play of module tasks run as users run it."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import yaml
+
+from tests.lab import COLLECTIONS_PATH, kube
+
+
+def kubectl(lab, *args, stdin=None):
+    """kubectl on the lab cluster ``lab`` (the kube_lab fixture); its stdout."""
+    return kube.kubectl(lab["state_dir"], lab["binaries"], *args, stdin=stdin)
+
+
+def kubectl_json(lab, *args):
+    return json.loads(kubectl(lab, *args, "-o", "json"))
+
+
+class Play:
+    """One ansible-playbook run: each task's result (json callback) or the raw output."""
+
+    def __init__(self, process, results):
+        self.rc = process.returncode
+        self.output = process.stdout + process.stderr
+        self.results = results
+
+    @property
+    def result(self):
+        return self.results[-1]
+
+
+def run_play(lab, tasks, *options, callback="ansible.posix.json"):
+    """Run ``tasks`` on localhost with ansible-playbook, the cluster modules pointed at the lab's kubeconfig."""
+    playbook = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {"group/wincontainers.gmsa.cluster": {"kubeconfig": lab["kubeconfig"]}},
+            "tasks": tasks,
+        }
+    ]
+    path = os.path.join(lab["state_dir"], "itest-playbook-%d.yml" % threading.get_ident())
+    with open(path, "w", encoding="utf-8") as playbook_file:
+        yaml.safe_dump(playbook, playbook_file)
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH,
+        ANSIBLE_STDOUT_CALLBACK=callback,
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_LOCALHOST_WARNING="false",
+    )
+    try:
+        process = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local", path, *options],
+            capture_output=True, text=True, env=env, check=False,
+        )
+    finally:
+        os.unlink(path)
+    results = []
+    if callback == "ansible.posix.json" and process.stdout.strip():
+        results = [task["hosts"]["localhost"] for task in json.loads(process.stdout)["plays"][0]["tasks"]]
+    return Play(process, results)
