@@ -15,7 +15,7 @@ a tag that names another commit, or a source without the pinned commit, is refus
 import os
 import shutil
 
-from tests.lab.build import BuildError, PinnedCheckout, _checkout_dir, _git, _verify_pinned, fetch_source, source_location
+from tests.lab.build import BuildError, PinnedCheckout, checkout_dir, fetch_source, run_git, source_location, verify_pinned
 
 AWX = PinnedCheckout(
     variable="WGMSA_AWX_SOURCE",
@@ -44,27 +44,27 @@ RECEPTOR = PinnedCheckout(
 def _sparse_pristine(clone, commit):
     return (
         os.path.isdir(clone)
-        and _git("rev-parse", "HEAD", cwd=clone)[1] == commit
-        and _git("status", "--porcelain", cwd=clone) == (0, "", "")
-        and _git("sparse-checkout", "list", cwd=clone)[1].split() == list(AWX_PATHS)
+        and run_git("rev-parse", "HEAD", cwd=clone)[1] == commit
+        and run_git("status", "--porcelain", cwd=clone) == (0, "", "")
+        and run_git("sparse-checkout", "list", cwd=clone)[1].split() == list(AWX_PATHS)
     )
 
 
 def fetch_awx(log=print):
     """AWX's pinned commit, the lab's paths of it checked out in the cache; returns its path."""
-    target = _checkout_dir(AWX)
+    target = checkout_dir(AWX)
     if _sparse_pristine(target, AWX.commit):
         return target
     location = source_location(AWX)
     log("fetching awx %s (%s) from %s ..." % (AWX.tag, AWX.commit[:12], location))
     partial = target + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
-    code, _output, error = _git("clone", "--quiet", "--no-checkout", location, partial)
+    code, _output, error = run_git("clone", "--quiet", "--no-checkout", location, partial)
     if code != 0:
         raise BuildError("cannot clone %s (%s names a local checkout or git bundle to use instead): %s" % (location, AWX.variable, error))
-    _verify_pinned(AWX, partial, location)
+    verify_pinned(AWX, partial, location)
     for command in (("sparse-checkout", "set", "--no-cone") + AWX_PATHS, ("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", AWX.commit)):
-        code, _output, error = _git(*command, cwd=partial)
+        code, _output, error = run_git(*command, cwd=partial)
         if code != 0:
             raise BuildError("cannot check out %s in %s: %s" % (AWX.commit, partial, error))
     if not _sparse_pristine(partial, AWX.commit):

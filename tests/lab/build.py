@@ -111,13 +111,13 @@ TOOLS = (
 HELM = Tool(name="helm", upstream="helm.sh/helm/v3", binaries={"helm": "helm.sh/helm/v3/cmd/helm"})
 
 
-def _checkout_dir(checkout):
+def checkout_dir(checkout):
     return os.path.join(cache_root(), "src", "%s-%s" % (os.path.basename(checkout.url), checkout.commit))
 
 
 def module_dir(tool):
     if tool.checkout:
-        return os.path.join(_checkout_dir(tool.checkout), tool.checkout.module_subdir)
+        return os.path.join(checkout_dir(tool.checkout), tool.checkout.module_subdir)
     return os.path.join(GO_MODULES_DIR, tool.name)
 
 
@@ -152,44 +152,44 @@ def source_location(checkout, environ=None):
 GIT_LOCATION_VARIABLES = {"GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"}
 
 
-def _git(*args, cwd=None):
+def run_git(*args, cwd=None):
     env = {name: value for name, value in os.environ.items() if name not in GIT_LOCATION_VARIABLES}
     result = subprocess.run(["git"] + list(args), cwd=cwd, env=env, capture_output=True, text=True, check=False)
     return result.returncode, result.stdout.strip(), result.stderr.strip()
 
 
 def _head(clone):
-    return _git("rev-parse", "HEAD", cwd=clone)[1] if os.path.isdir(clone) else None
+    return run_git("rev-parse", "HEAD", cwd=clone)[1] if os.path.isdir(clone) else None
 
 
 def _pristine(clone, commit):
     """Whether the clone has the commit checked out, unedited (it is reused as is)."""
-    return _head(clone) == commit and _git("status", "--porcelain", cwd=clone) == (0, "", "")
+    return _head(clone) == commit and run_git("status", "--porcelain", cwd=clone) == (0, "", "")
 
 
-def _verify_pinned(checkout, clone, location):
+def verify_pinned(checkout, clone, location):
     """Refuse a source whose tag names another commit, or that lacks the pinned commit."""
-    code, tagged, _error = _git("rev-parse", "--verify", "--quiet", checkout.tag + "^{commit}", cwd=clone)
+    code, tagged, _error = run_git("rev-parse", "--verify", "--quiet", checkout.tag + "^{commit}", cwd=clone)
     if code == 0 and tagged != checkout.commit:
         raise BuildError("%s in %s is commit %s, not the pinned %s: refusing to build it" % (checkout.tag, location, tagged, checkout.commit))
-    if _git("cat-file", "-e", checkout.commit + "^{commit}", cwd=clone)[0] != 0:
+    if run_git("cat-file", "-e", checkout.commit + "^{commit}", cwd=clone)[0] != 0:
         raise BuildError("%s does not hold the pinned commit %s (%s): refusing to build it" % (location, checkout.commit, checkout.tag))
 
 
 def fetch_source(checkout, log=print, environ=None):
     """The pinned commit checked out in the cache, cloned once from where source_location says; returns its path."""
-    target = _checkout_dir(checkout)
+    target = checkout_dir(checkout)
     if _pristine(target, checkout.commit):
         return target
     location = source_location(checkout, environ)
     log("fetching %s %s (%s) from %s ..." % (os.path.basename(checkout.url), checkout.tag, checkout.commit[:12], location))
     partial = target + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
-    code, _output, error = _git("clone", "--quiet", "--no-checkout", location, partial)
+    code, _output, error = run_git("clone", "--quiet", "--no-checkout", location, partial)
     if code != 0:
         raise BuildError("cannot clone %s (%s names a local checkout or git bundle to use instead): %s" % (location, checkout.variable, error))
-    _verify_pinned(checkout, partial, location)
-    code, _output, error = _git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", checkout.commit, cwd=partial)
+    verify_pinned(checkout, partial, location)
+    code, _output, error = run_git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", checkout.commit, cwd=partial)
     if code != 0 or not _pristine(partial, checkout.commit):
         raise BuildError("cannot check out %s in %s: %s" % (checkout.commit, partial, error))
     shutil.rmtree(target, ignore_errors=True)
