@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # GitHub. On machines without GitHub the team's bundle sits beside the checkout, as for CI (.ci/run).
 export WGMSA_WINDOWS_GMSA_SOURCE ?= $(wildcard $(CURDIR)/../shared/upstream/windows-gmsa.bundle)
 
-.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test host-list host-clean fleet-test
+.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test host-list host-clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,6 +64,8 @@ lab-up: lab-deps ## start the lab (Samba AD DC + Kubernetes control plane; CLUST
 
 lab-down: ## stop the lab (state and build caches stay for a fast next start)
 	$(LAB) down
+	@# The fleet suite (tests/integration/test_fleet.py) removes its own clusters; these are what an interrupted run left.
+	$(LAB) down --only kube --cluster fleet --state-dir "$$($(PY) -c 'from tests.lab import fleet; print(fleet.suite_state_dir())')"
 
 lab-status: ## show what of the lab runs (no secrets)
 	$(LAB) status
@@ -107,10 +109,6 @@ awx-test: awx-lint lab-up awx-up ## the AWX suite: the EE image against the lab,
 	$(PY) -m pytest tests/awx -q -rs
 
 test: sanity units lint changelog-lint build integration molecule ## everything CI runs (leaves the lab up: make lab-down)
-
-fleet-test: ## the fleet suite (site playbook on three lab clusters, one on Kubernetes 1.30); not yet in make test
-	$(MAKE) lab-up CLUSTERS=3
-	$(PY) -m pytest tests/fleet -q -rs
 
 host-list: ## what the lab installed on this machine (Debian packages, apt sources), recorded as it installed them
 	hack/host-packages.sh list

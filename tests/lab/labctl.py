@@ -27,19 +27,9 @@ SHOWN = {
 
 def _kube_up(state_dir, cluster, clusters=1):
     webhook.ensure_running(kube.up(state_dir, cluster))
-    for member in fleet.members(state_dir, clusters)[1:]:
+    for member in fleet.members(state_dir, clusters, cluster)[1:]:
         fleet.up_member(member)
     return kube_status(state_dir, cluster)
-
-
-def _kube_down(state_dir, cluster):
-    try:
-        for member in fleet.existing(state_dir):
-            fleet.down_member(member)
-        webhook.stop_all(state_dir)
-    finally:
-        # Even if the webhook side failed: the cluster's namespaces go, with whatever still runs inside them.
-        kube.down(state_dir, cluster)
 
 
 def _cluster_status(state_dir, cluster):
@@ -48,7 +38,7 @@ def _cluster_status(state_dir, cluster):
 
 def kube_status(state_dir, cluster):
     facts = _cluster_status(state_dir, cluster)
-    for member in fleet.existing(state_dir):
+    for member in fleet.existing(state_dir, cluster):
         member_facts = _cluster_status(member.state_dir, member.name)
         minor = build.KUBERNETES_OLDER.name if member.older_minor else "kubernetes"
         facts["fleet " + member.name] = "%s (%s, %s)" % (
@@ -60,7 +50,7 @@ def _halves(cluster, clusters):
     # up starts `clusters` members; down and status cover every member that exists.
     kube_actions = {
         "up": functools.partial(_kube_up, cluster=cluster, clusters=clusters),
-        "down": functools.partial(_kube_down, cluster=cluster),
+        "down": functools.partial(fleet.down, cluster=cluster),
         "status": functools.partial(kube_status, cluster=cluster),
     }
     return {"ad": {"up": samba.up, "down": samba.down, "status": samba.status}, "kube": kube_actions}

@@ -19,6 +19,17 @@ def test_the_first_member_is_the_lab_cluster_and_the_second_runs_the_older_minor
     assert fleet.members(state_dir, 1) == [fleet.Member("lab", state_dir, False)]
 
 
+def test_a_fleet_with_another_first_cluster_names_its_members_after_it(tmp_path):
+    state_dir = str(tmp_path)
+    assert [member.name for member in fleet.members(state_dir, 3, "fleet")] == ["fleet", "fleet2", "fleet3"]
+    for name in ("fleet2", "lab2", "fleet3"):
+        (tmp_path / "fleet" / name).mkdir(parents=True)
+    assert fleet.existing(state_dir, "fleet") == [
+        fleet.Member("fleet2", os.path.join(state_dir, "fleet", "fleet2"), True),
+        fleet.Member("fleet3", os.path.join(state_dir, "fleet", "fleet3"), False),
+    ]
+
+
 def test_existing_lists_the_members_with_a_state_dir_and_nothing_else(tmp_path):
     assert not fleet.existing(str(tmp_path))
     for name in ("lab3", "lab2", "lab10", "other", "lab", "labx"):
