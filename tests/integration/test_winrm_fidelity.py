@@ -140,10 +140,11 @@ def test_every_script_of_a_run_uses_the_dc_the_first_one_found(winrm_params, pow
 def test_new_aduser_with_a_refused_password_leaves_a_disabled_user(powershell_host, ldap_params):
     # The double's model of the cmdlet: what the script must not rely on.
     name = f"nau{secrets.token_hex(4)}"
-    facts = powershell_host.ldap.domain_facts()
-    data = {"name": name, "container": f"CN=Users,{facts.distinguished_name}", "description": None, "password_never_expires": False}
-    with pytest.raises(DomainError):
-        powershell_host._new_ad_user(data, password="short")
+    with powershell_host.process():
+        facts = powershell_host.ldap.domain_facts()
+        data = {"name": name, "container": f"CN=Users,{facts.distinguished_name}", "description": None, "password_never_expires": False}
+        with pytest.raises(DomainError):
+            powershell_host._new_ad_user(data, password="short")
     with open_domain_client(ldap_params) as client:
         left = client.find_user(name)
         assert left is not None and left.enabled is False

@@ -28,6 +28,7 @@ Where Windows refuses something, so does the endpoint (the double is wrong where
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import http.server
@@ -40,7 +41,6 @@ import struct
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from xml.etree import ElementTree
 
@@ -88,7 +88,7 @@ _ENCRYPTED_PROTOCOLS = {
     "credssp": "application/HTTP-CredSSP-session-encrypted",
 }
 _CREDSSP_CHUNK = 16384
-# How long one script may take on the lab DC.
+# How long one script (one powershell.exe, with its own connection) may take on the lab DC.
 SCRIPT_TIMEOUT = 120
 # What the AD cmdlets throw for a refusal of the DC.
 _AD_EXCEPTION = "Microsoft.ActiveDirectory.Management.ADException"
@@ -360,8 +360,12 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
 
 
 def _run_in_background(execute, command: dict) -> None:
-    command["output"] = _run_as_windows_would(execute, command)
-    command["done"].set()
+    try:
+        command["output"] = _run_as_windows_would(execute, command)
+    except Exception as error:  # pylint: disable=broad-exception-caught - a bug of the double ends its command, not hangs the client
+        command["output"] = (b"", _clixml_error(f"the WS-Management double failed: {error!r}"), 1)
+    finally:
+        command["done"].set()
 
 
 def _seconds(duration: str) -> float:
@@ -402,13 +406,37 @@ def _clixml_error(text: str) -> bytes:
 
 
 class PowerShellOnLdap:
-    """Carries out each script of ``_ps_scripts`` on the lab DC, answering as the script would."""
+    """Carries out each script of ``_ps_scripts`` on the lab DC, answering as the script would.
 
-    def __init__(self, ldap: LdapDomainClient) -> None:
-        self.ldap = ldap
+    On Windows each Command of a cmd shell (pywinrm's ``Protocol.run_command`` sends one per call, with the
+    resource URI ``.../windows/shell/cmd``) starts a process, here powershell.exe, and the ActiveDirectory module's
+    connection to the DC lives in that process: two commands, of one shell or of two clients, share no connection
+    and run at the same time. So each command here opens an LDAP connection of its own (``connect``), held in ``ldap`` for the
+    thread that carries the command out (the endpoint runs each command in a thread of its own), and closes it
+    when the command ends. Sharing one connection would interleave two commands' LDAP messages on one socket.
+    """
+
+    def __init__(self, connect) -> None:
+        self._connect = connect
+        self._process = threading.local()
         self.operations: list[str] = []
         self.servers: list[str] = []
         self._dc_host_name = None
+
+    @property
+    def ldap(self) -> LdapDomainClient:
+        """The connection of the command this thread carries out."""
+        return self._process.ldap
+
+    @contextlib.contextmanager
+    def process(self):
+        """A connection of its own for the calling thread, as a powershell.exe process has, for as long as it runs."""
+        with self._connect() as client:
+            self._process.ldap = client
+            try:
+                yield self
+            finally:
+                del self._process.ldap
 
     @staticmethod
     def _error(message: str, error_type: str, error_id: str) -> tuple[bytes, bytes, int]:
@@ -416,8 +444,10 @@ class PowerShellOnLdap:
         return json.dumps({"error": {"message": message, "type": error_type, "id": error_id}}).encode("ascii"), b"", 1
 
     def __call__(self, command: str, arguments: list[str], stdin: bytes) -> tuple[bytes, bytes, int]:
-        # Each command is a PowerShell of its own: the session-long LDAP connection gets a fresh deadline for it.
-        self.ldap._deadline = time.monotonic() + SCRIPT_TIMEOUT
+        with self.process():
+            return self._run(command, arguments, stdin)
+
+    def _run(self, command: str, arguments: list[str], stdin: bytes) -> tuple[bytes, bytes, int]:
         if command != "powershell.exe" or "-EncodedCommand" not in arguments:
             return b"", _clixml_error(f"'{command}' is not recognized as a command this endpoint runs"), 1
         script = base64.b64decode(arguments[arguments.index("-EncodedCommand") + 1]).decode("utf-16-le")
@@ -485,8 +515,12 @@ class PowerShellOnLdap:
 
     def _gmsa_by_guid(self, object_guid: str):
         guid_filter = f"(objectGUID={escape_filter_value(uuid.UUID(object_guid).bytes_le)})"
-        entry = self.ldap._search("finding the gMSA", self.ldap.domain_facts().distinguished_name, guid_filter, ("sAMAccountName",))[0]
-        name = entry.values("sAMAccountName")[0].decode().removesuffix("$")
+        base = self.ldap.domain_facts().distinguished_name
+        entries = self.ldap._search("finding the gMSA", base, guid_filter, ("sAMAccountName",))
+        if not entries:
+            # What -Identity of an object that is gone (deleted by another run meanwhile) throws: ADIdentityNotFoundException.
+            raise DomainError(f"Cannot find an object with identity: '{object_guid}' under: '{base}'.")
+        name = entries[0].values("sAMAccountName")[0].decode().removesuffix("$")
         return self.ldap.find_gmsas([name])[name.lower()]
 
     def find_gmsas(self, data: dict) -> dict:
@@ -695,11 +729,8 @@ def tls_files(tmp_path_factory) -> tuple[str, str, str]:
 
 @pytest.fixture(scope="session")
 def powershell_host(ldap_params):
-    """What the WS-Management endpoint runs: the lab DC, reached with the administrator's LDAP connection."""
-    client = open_domain_client(ldap_params)
-    assert isinstance(client, LdapDomainClient)
-    yield PowerShellOnLdap(client)
-    client.close()
+    """What the WS-Management endpoint runs: the lab DC, each command with an administrator's LDAP connection of its own."""
+    return PowerShellOnLdap(lambda: open_domain_client(dict(ldap_params, domain_timeout=SCRIPT_TIMEOUT)))
 
 
 @pytest.fixture(scope="session")
