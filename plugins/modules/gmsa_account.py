@@ -367,8 +367,11 @@ class PendingRecreate:
             json.dump({"container": container, "settings": dataclasses.asdict(account.settings)}, pending_file)
 
     def remove(self) -> None:
-        if os.path.exists(self.path):
+        # Not exists-then-unlink: another run of the same accounts may remove it in between.
+        try:
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 def account_result(name: str, account: GmsaAccount | None, settings: GmsaSettings | None, interval: int | None) -> dict:

@@ -254,6 +254,12 @@ class TestGmsaAccount:
         assert recreated["accounts"][0]["password_interval_days"] == 7
         assert recreated["accounts"][0]["sid"] != sid
 
+    def test_a_journal_another_run_removed_meanwhile_is_no_error(self, tmp_path):
+        journal = gmsa_account.PendingRecreate(str(tmp_path), "S-1-5-21-1-2-3", "WebApp01")
+        # The other run unlinks it right after this one saw it there: a check before the unlink cannot help.
+        with mock.patch("os.path.exists", return_value=True):
+            journal.remove()
+
     def test_no_kds_root_key_fails_before_creating(self, run):
         directory = FakeDirectory(kds_keys=0)
         result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")]), directory)
