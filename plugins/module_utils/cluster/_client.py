@@ -18,8 +18,10 @@ this layer only adds what the modules need on top of its client:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,8 @@ from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import An
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
 
 try:
+    from kubernetes.client import Configuration
+    from kubernetes.client.rest import RESTClientObject
     from kubernetes.dynamic.exceptions import DynamicApiError
     from urllib3.exceptions import HTTPError as Urllib3Error
 except ImportError:  # AnsibleK8SModule reports the missing kubernetes library
@@ -151,18 +155,51 @@ def _retry_after(error: DynamicApiError) -> int | None:
     return min(max(seconds, 0), REQUEST_TIMEOUT)
 
 
+class _DiscoveryTimedOut(Exception):
+    """Raised by the alarm into a discovery that got no answer; not an OSError, which urllib3 would retry."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Interrupt what blocks this (the main) thread after ``seconds`` by raising :class:`_DiscoveryTimedOut`.
+
+    Ansible bounds a task's action the same way (ansible/_internal/_errors/_task_timeout.py: SIGALRM).
+    """
+
+    def expire(_signum, _frame):
+        raise _DiscoveryTimedOut()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class Cluster:
     """Requests against one API server, with kubernetes.core's client and connection options."""
 
     def __init__(self, module: AnsibleK8SModule) -> None:
+        # The client asks the server for /version, /api and /apis as it is created, without a timeout
+        # (kubernetes.dynamic.discovery Discoverer._load_server_info and LazyDiscoverer.discover send no
+        # _request_timeout, so urllib3 waits for ever): a peer that accepts and never answers would hang the module.
         try:
-            k8s_client = get_api_client(module=module)
+            with _time_limit(REQUEST_TIMEOUT):
+                k8s_client = get_api_client(module=module)
         except CoreException as error:
             raise ApiError(f"cannot configure the Kubernetes client: {error}") from None
         except (Urllib3Error, OSError) as error:
-            # The client asks the server for its version as it is created.
-            host = module.params.get("host") or "the configured host"
-            raise ApiError(f"cannot reach the Kubernetes API server at {host}: {error}") from None
+            raise ApiError(f"cannot reach the Kubernetes API server at {_configured_host(module)}: {error}") from None
+        except _DiscoveryTimedOut:
+            raise ApiError(
+                f"cannot reach the Kubernetes API server at {_configured_host(module)}: no answer to API discovery within {REQUEST_TIMEOUT} s"
+            ) from None
+        # urllib3 sends a GET again after a timeout, 3 times by default (Retry.DEFAULT), each with the whole timeout:
+        # one request is one attempt here, and _request decides what is sent again.
+        k8s_client.configuration.retries = False
+        k8s_client.client.client.rest_client = RESTClientObject(k8s_client.configuration)
         self._client = k8s_client.client
         self.host = k8s_client.configuration.host
         # urllib3 keeps this many connections to the server; more threads would each open a new TLS connection.
@@ -300,6 +337,11 @@ class Cluster:
                 return False
             raise
         return True
+
+
+def _configured_host(module: AnsibleK8SModule) -> str:
+    """The API server the module was pointed at: its host option, else what kubernetes.core loaded from the kubeconfig."""
+    return module.params.get("host") or Configuration.get_default_copy().host
 
 
 def cluster_module(argument_spec: dict[str, Any], **kwargs: Any) -> AnsibleK8SModule:

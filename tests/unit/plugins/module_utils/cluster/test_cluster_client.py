@@ -1,9 +1,12 @@
 """Unit tests for the client's error messages: what a 403 means depends on who refused."""
 
 import json
+import re
+import time
 from types import SimpleNamespace
 
 import pytest
+from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _client
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster
 from kubernetes.dynamic.exceptions import DynamicApiError
@@ -127,3 +130,35 @@ def test_server_version_reads_major_and_minor(answer, version):
     cluster._client = SimpleNamespace(request=lambda *_args, **_kwargs: SimpleNamespace(data=json.dumps(answer)))
     cluster.host = "https://127.0.0.1:6443"
     assert cluster.server_version() == version
+
+
+# --- a hung API server: each request ends within its timeout, with an error naming the server ----------------------
+
+# Short for the tests; the margin is what a loaded machine needs to start a request and raise.
+TEST_TIMEOUT = 1
+MARGIN = 1.5
+
+
+def _cluster_module(host):
+    """A cluster module's AnsibleK8SModule pointed at ``host`` with a token (no kubeconfig, no environment)."""
+    with patch_module_args({"host": host, "api_key": "not-a-real-token", "validate_certs": False}):
+        return _client.cluster_module({})
+
+
+def test_a_server_that_never_answers_discovery_ends_in_a_timeout_naming_it(hung_peer, monkeypatch):
+    monkeypatch.setattr(_client, "REQUEST_TIMEOUT", TEST_TIMEOUT)
+    host = f"https://127.0.0.1:{hung_peer}"
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=f"cannot reach the Kubernetes API server at {re.escape(host)}: no answer to API discovery within 1 s"):
+        Cluster(_cluster_module(host))
+    assert time.monotonic() - started < TEST_TIMEOUT + MARGIN
+
+
+def test_a_request_the_server_never_answers_ends_after_one_timeout_naming_it(api_server_hung_after_discovery, monkeypatch):
+    monkeypatch.setattr(_client, "REQUEST_TIMEOUT", TEST_TIMEOUT)
+    cluster = Cluster(_cluster_module(api_server_hung_after_discovery))
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=f"reading Namespace web: cannot reach the Kubernetes API server at {re.escape(api_server_hung_after_discovery)}"):
+        cluster.get("Namespace", "web")
+    # One attempt: urllib3 would otherwise send the GET 3 more times, each with the whole timeout.
+    assert time.monotonic() - started < TEST_TIMEOUT + MARGIN
