@@ -103,12 +103,16 @@ def admission_status(cluster: Cluster, namespace: str) -> tuple[bool, str]:
 
 
 def wait_for(check: Callable[[], tuple[bool, str]], what: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> str:
-    """Poll ``check`` until it passes; raise :class:`WaitTimeout` naming ``what`` and the last reason."""
+    """Poll ``check`` until it passes; raise :class:`WaitTimeout` naming ``what`` and the last reason.
+
+    The last check starts before the deadline, so a wait ends at most one check (one request) after it.
+    """
     deadline = time.monotonic() + timeout
     while True:
         ready, detail = check()
         if ready:
             return detail
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise WaitTimeout(f"{what} not ready after {timeout:g} s: {detail}")
-        sleep(POLL_INTERVAL)
+        sleep(min(POLL_INTERVAL, remaining))

@@ -156,9 +156,12 @@ class WinRMDomainClient(DomainClient):
         except FileNotFoundError:
             self.close()
             raise DomainError("domain_auth: kerberos with domain_password needs kinit (MIT Kerberos client tools) on the controller") from None
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as expired:
             self.close()
-            raise DomainConnectionError(f"{self._endpoint}: kinit got no answer from the KDC for {principal} within the timeout") from None
+            raise DomainConnectionError(
+                f"{self._endpoint}: kinit got no answer from the KDCs of realm {realm.upper()} for {principal} within {expired.timeout:.0f} s"
+                " (domain_timeout, at most 30 s)"
+            ) from None
         if completed.returncode != 0:
             detail = completed.stderr.decode("utf-8", "replace").replace(settings.password, "********").strip()
             self.close()

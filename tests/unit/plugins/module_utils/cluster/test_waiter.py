@@ -1,5 +1,7 @@
 """Unit tests for the waiter: what counts as ready, and timeouts that name what is not."""
 
+import time
+
 import pytest
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _waiter
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError
@@ -97,3 +99,15 @@ def test_traffic_has_moved_only_when_every_ready_endpoint_is_a_wanted_pod_that_i
     # The Deployment already counts a deleting pod out; its endpoint can still be ready until the controller catches up.
     assert _waiter.endpoints_status(slices(("gmsa-webhook-new", True)), [pod("gmsa-webhook-new", deleting=True)], "new pods")[0] is False
     assert _waiter.endpoints_status([], new, "new pods") == (False, "ready endpoints []; waiting for only new pods")
+
+
+def test_a_wait_ends_at_most_one_check_after_its_deadline():
+    def slow_check():
+        time.sleep(0.1)  # a request to the API server
+        return False, "0 of 2 replicas ready"
+
+    started = time.monotonic()
+    with pytest.raises(_waiter.WaitTimeout):
+        _waiter.wait_for(slow_check, "Deployment ns/web", timeout=0.5)
+    # Not a whole poll interval (1 s) of sleep past the deadline.
+    assert time.monotonic() - started < 0.5 + 0.1 + 0.2
