@@ -1,5 +1,8 @@
 """tests/awx/ee.py: the lab builds the collection's own EE definition, changing only what its docstring lists."""
 
+import os
+import subprocess
+
 import yaml
 
 from tests.awx import ee
@@ -26,6 +29,23 @@ def test_lab_definition_overrides_only_the_base_interpreter_package_manager_and_
     assert lab["dependencies"]["python"].endswith("/requirements.txt")
     assert lab["dependencies"]["system"].endswith("/bindep.txt")
     assert lab["dependencies"]["galaxy"]["collections"] == [
-        {"name": "collections/wincontainers.gmsa", "type": "dir"},
         {"name": "collections/kubernetes.core", "version": ">=6.0.0,<7.0.0", "type": "dir"},
     ]
+    assert lab["additional_build_steps"] == original["additional_build_steps"]
+
+
+def test_collection_is_copied_in_after_the_layers_that_install_the_wheels(tmp_path):
+    """A change to the collection must not invalidate the layers that compile the Kerberos wheels (minutes)."""
+    collection = tmp_path / "gmsa"
+    collection.mkdir()
+    (collection / "MANIFEST.json").write_text("{}")
+    path, _lab = ee.lab_definition(str(tmp_path), "localhost/base:x", str(collection), str(collection))
+    context = tmp_path / "context"
+    subprocess.run([os.path.join(ee.BIN, "ansible-builder"), "create", "-f", path, "-c", str(context)], check=True, capture_output=True)
+    steps = (context / "Containerfile").read_text().splitlines()
+    copy_collection = steps.index("COPY _build/collections/wincontainers.gmsa /usr/share/ansible/collections/ansible_collections/wincontainers/gmsa")
+    final_stage = steps.index("FROM base AS final")
+    wheels_installed = steps.index("RUN /output/scripts/install-from-bindep && rm -rf /output/wheels")
+    assert final_stage < wheels_installed < copy_collection
+    # Nothing before the final stage's last layers installs it: the galaxy stage installs kubernetes.core only.
+    assert not any("wincontainers" in step for step in steps[:copy_collection])
