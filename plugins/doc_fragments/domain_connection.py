@@ -128,6 +128,10 @@ options:
     description:
       - Seconds the module may spend talking to the domain, connection included. Past that it fails naming
         the server.
+      - It is the deadline of every step, each bounded by the time left, so a hung server is given up at most one
+        request after it. Those steps are the TCP connect and TLS handshake (at most 10 seconds each), each LDAP bind and
+        operation, C(kinit) (at most 30 seconds) and each WinRM request. A WinRM request may take one operation timeout
+        (O(domain_timeout) less 5 seconds, between 1 and 20) plus 5 seconds.
       - Can be set with the environment variable E(GMSA_DOMAIN_TIMEOUT).
     type: int
     default: 120

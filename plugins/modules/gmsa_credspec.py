@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
   - kubernetes.core.k8s_auth_options
+  - wincontainers.gmsa.cluster_requests
 options:
   state:
     description:
