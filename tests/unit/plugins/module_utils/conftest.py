@@ -1,34 +1,11 @@
-"""Peers that accept a connection and never answer, on loopback: what a hung DC, WinRM host, KDC or API server is
-to a client. Each test bounds how long a client may wait for one."""
+"""An API server on loopback that answers the Kubernetes client's discovery and nothing else (the peer that never
+answers at all, hung_peer, is in tests/unit/conftest.py)."""
 
 import http.server
 import json
-import socket
 import threading
 
 import pytest
-
-
-@pytest.fixture(name="hung_peer")
-def fixture_hung_peer():
-    """A TCP port on 127.0.0.1 that accepts every connection, reads what comes, and never sends a byte: its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    connections = []
-    stopped = threading.Event()
-
-    def accept():
-        while not stopped.is_set():
-            try:
-                connections.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield listener.getsockname()[1]
-    stopped.set()
-    listener.close()
-    for connection in connections:
-        connection.close()
 
 
 # What an API server answers to the discovery a Kubernetes client makes as it is created.
