@@ -180,3 +180,102 @@ def test_two_credspec_tasks_on_overlapping_entries_at_once(race_cluster, kube_la
         assert credspec_objects(kube_lab, prefix) == []
     finally:
         run_play(kube_lab, [credspec_task(everyone, state="absent")])
+
+
+# --- two site runs of one inventory ------------------------------------------------------------------------------
+
+SITE_NAMES = ("itest-race-site", "itestrace01", "ItestRace01", "itest-racer")
+SITE_KINDS = (
+    "namespaces,serviceaccounts,secrets,services,deployments,poddisruptionbudgets,rolebindings,clusterroles,clusterrolebindings,"
+    "mutatingwebhookconfigurations,validatingwebhookconfigurations,gmsacredentialspecs"
+)
+
+
+class SiteRun:
+    """One ansible-playbook run of a playbook of the collection: return code, output, failed tasks, changed count."""
+
+    def __init__(self, process):
+        self.rc = process.returncode
+        self.output = process.stdout + process.stderr
+        document = json.loads(process.stdout[process.stdout.index("{"):]) if "{" in process.stdout else {"plays": [], "stats": {}}
+        tasks = [task["hosts"].get("localhost", {}) for play in document["plays"] for task in play["tasks"]]
+        self.results = [result for result in tasks if result.get("failed")]
+        self.changed = document["stats"].get("localhost", {}).get("changed")
+
+
+@pytest.fixture(name="site_inventory")
+def fixture_site_inventory(samba_dc, kube_lab, tmp_path):
+    """An inventory of this suite's own names, for the lab."""
+    variables = {
+        "gmsa_domain_connection": {
+            "domain_transport": "ldap", "domain_server": samba_dc["host"], "domain_auth": "ntlm", "domain_tls": "none",
+            "domain_username": f"{samba_dc['netbios_name']}\\{samba_dc['admin_user']}", "domain_password": samba_dc["admin_password"],
+            "domain_krb5_config": samba_dc["krb5_config"],
+        },
+        "gmsa_kds_root_key_lab_mode": True,
+        "gmsa_domain_controllers": ["127.0.0.1"],
+        "gmsa_identity_username": "itest-racer",
+        "gmsa_identity_password": secrets.token_urlsafe(18) + "-Aa1",
+        "gmsa_kubernetes": {"kubeconfig": kube_lab["kubeconfig"]},
+        "gmsa_accounts": [{"name": "ItestRace01", "service_accounts": [{"name": "itest-race-app", "namespace": "itest-race-site"}]}],
+        "webhook_name": "itest-race-webhook",
+        "webhook_namespace": "itest-race-webhook",
+        "webhook_replicas": 1,
+        "verify_not_verifiable": {"in_pod": "no Windows container runs in the lab"},
+        "workload_name": "itest-race-sample",
+    }
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {"ansible_connection": "local"}}, "vars": variables}}))
+    inventory.chmod(0o600)
+    yield inventory
+    site(inventory, "wincontainers.gmsa.cleanup", "-e", "cleanup_domain=true")
+
+
+def site(inventory, playbook, *options):
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH,
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_LOCALHOST_WARNING="false",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory), playbook, *options]
+    return SiteRun(subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=1200))
+
+
+def site_objects(lab, ldap_params):
+    """What the site of this inventory made, by kind, namespace and name: cluster objects, and AD objects by sAMAccountName."""
+    items = kubectl_json(lab, "get", SITE_KINDS, "--all-namespaces")["items"]
+    found = [
+        (item["kind"], item["metadata"].get("namespace"), item["metadata"]["name"])
+        for item in items
+        if any(name.lower() in (item["metadata"].get("namespace") or "") + "/" + item["metadata"]["name"] for name in SITE_NAMES + ("itest-race-webhook",))
+    ]
+    with open_domain_client(ldap_params) as client:
+        entries = client._search(
+            "listing the site's AD objects", client.domain_facts().distinguished_name,
+            "(|(sAMAccountName=ItestRace01$)(sAMAccountName=itest-racer))", ("sAMAccountName",),
+        )
+    found += [("AD", None, entry.values("sAMAccountName")[0].decode()) for entry in entries]
+    return sorted(found)
+
+
+def test_two_site_runs_at_once_make_what_one_run_makes(site_inventory, kube_lab, ldap_params):
+    single = site(site_inventory, "wincontainers.gmsa.site")
+    assert single.rc == 0, single.output[-5000:]
+    one_run = site_objects(kube_lab, ldap_params)
+    assert ("AD", None, "ItestRace01$") in one_run and ("GMSACredentialSpec", None, "itestrace01") in one_run
+    cleanup = site(site_inventory, "wincontainers.gmsa.cleanup", "-e", "cleanup_domain=true")
+    assert cleanup.rc == 0, cleanup.output[-5000:]
+    assert site_objects(kube_lab, ldap_params) == []
+
+    runs = at_once(lambda: site(site_inventory, "wincontainers.gmsa.site"), lambda: site(site_inventory, "wincontainers.gmsa.site"))
+    for index, run in enumerate(runs):
+        if assert_lost_only_to_a_conflict(run):
+            print(f"site run {index} lost a race:", *(result["msg"] for result in run.results))  # shown by pytest -rP
+            rerun = site(site_inventory, "wincontainers.gmsa.site")
+            assert rerun.rc == 0, rerun.output[-5000:]
+    assert site_objects(kube_lab, ldap_params) == one_run
+    again = site(site_inventory, "wincontainers.gmsa.site")
+    assert again.rc == 0 and again.changed == 0, again.output[-5000:]
