@@ -23,7 +23,7 @@ description:
     (upstream issue 176), so it is not used. Instead the pod template carries the SHA-256 fingerprint of the
     served certificate (annotation C(wincontainers.gmsa/serving-certificate-sha256)), and a new certificate
     rolls the Deployment one pod at a time (C(maxSurge=1), C(maxUnavailable=0), readiness on C(/health)), so
-    admission stays available throughout. One limit remains, upstream's: a request in flight on an old pod when
+    admission stays available throughout. One limit remains, upstream's. A request in flight on an old pod when
     it exits fails with C(EOF) (with O(failure_policy=Fail), that pod creation is refused and its controller
     retries it). The webhook exits on SIGTERM without draining (v0.13.0 C(main.go) handles no signal), and
     the API server keeps its connections to the old pod and does not retry an C(EOF) (C(DefaultShouldRetry)
@@ -276,7 +276,10 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds to wait for O(wait).
+    description:
+      - Seconds each wait of O(wait) may take. A run waits in turn for the namespace to go, the certificate, the
+        Deployment, the Service's traffic and admission, each within its own O(wait_timeout).
+      - A wait ends at most one request to the API server (30 seconds at most) after its O(wait_timeout).
     type: int
     default: 300
   probe_namespace:
