@@ -1,13 +1,16 @@
 # Copyright: Contributors to the wincontainers.gmsa collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""No secret at -vvv with an inline kubeconfig: the cleanup playbook (kubernetes.core's k8s and k8s_info, and the
-collection's gmsa_webhook and gmsa_credspec) through ansible-playbook with the JSON callback and ANSIBLE_LOG_PATH,
-against the lab's Kubernetes control plane.
+"""No secret at -vvv: the site playbook, a run that fails and the cleanup (with cleanup_domain), through
+ansible-playbook with the JSON callback and ANSIBLE_LOG_PATH, against the lab's DC and Kubernetes control plane.
 
 The cluster connection is an inline kubeconfig (a mapping in ``gmsa_kubernetes.kubeconfig``) holding the lab
-admin's client key, so its body must not show either. Searched for, in stdout, stderr and the log file: the kubeconfig's
-client key and certificate data, each as a whole and as PEM body lines. The names are this test's own (``itest-sec``),
+admin's client key; the failing run reaches the cluster with a service account's bearer token instead
+(``K8S_AUTH_API_KEY``, as AWX injects it), whose account may only view, so it fails installing the webhook.
+Searched for, in stdout, stderr and the log file of every run: the domain administrator's and the portable
+identity's passwords, the bearer token, the kubeconfig's client key and certificate data, and the private keys of
+the webhook's CA and serving certificate as the site left them in the cluster; PEM values each as a whole and
+as body lines. One site run serves every assertion. The names are this test's own (``itest-sec``, ``itest-vsec``),
 so the demo's and other suites' objects are left alone.
 
     python -m pytest tests/integration/test_secrets_verbosity.py -v
@@ -18,17 +21,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 
 import pytest
 import yaml
 
+from tests.integration.support import kubectl
 from tests.lab import COLLECTIONS_PATH
 
-pytest_plugins = ("tests.lab.pytest_kube",)
+pytest_plugins = ("tests.lab.pytest_samba", "tests.lab.pytest_kube")
 
 WEBHOOK = "itest-sec-webhook"
+SITE_WEBHOOK = "itest-vsec-webhook"
+VIEWER = ("kube-system", "itest-vsec-viewer")
 
 
 class Secrets(list):
@@ -57,11 +64,12 @@ def _inline(path):
     return kubeconfig
 
 
-def run(directory, variables, playbook, *options):
+def run(directory, variables, playbook, *options, **environment):
     """ansible-playbook at -vvv with the JSON callback and a log file: (return code, every text it wrote)."""
-    log = directory / "run.log"
+    log = directory / f"{playbook.rsplit('.', 1)[-1]}-{len(list(directory.glob('*.log')))}.log"
     env = dict(
         os.environ,
+        **environment,
         ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH,
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_LOG_PATH=str(log),
@@ -87,7 +95,7 @@ def assert_no_secret(values, texts):
         assert not leaks, f"a secret appears in {len(leaks)} output(s), after: {leaks[:1]}"
 
 
-@pytest.fixture(name="inline_kubeconfig")
+@pytest.fixture(name="inline_kubeconfig", scope="module")
 def fixture_inline_kubeconfig(kube_lab):
     """The lab's kubeconfig inlined, and the values of it that must never show."""
     kubeconfig = _inline(kube_lab["kubeconfig"])
@@ -113,24 +121,87 @@ def _results(stdout):
     return {task["task"]["name"]: task["hosts"]["localhost"] for play in result["plays"] for task in play["tasks"]}
 
 
-def test_cleanup_with_inline_kubeconfig_shows_no_key_at_vvv(inline_kubeconfig, tmp_path):
+def _key_parts(lab, namespace, name):
+    """The private key of a kubernetes.io/tls Secret, as _pem_parts gives it."""
+    return _pem_parts(json.loads(kubectl(lab, "get", "secret", "-n", namespace, name, "-o", "json"))["data"]["tls.key"])
+
+
+@pytest.fixture(name="runs", scope="module")
+def fixture_runs(samba_dc, kube_lab, inline_kubeconfig, tmp_path_factory):
+    """The site, a run that fails and the cleanup, in that order: {name: (return code, texts)}, and every secret to look for."""
+    directory = tmp_path_factory.mktemp("vsec")
     kubeconfig, found = inline_kubeconfig
+    found = Secrets(found)
+    identity_password = secrets.token_urlsafe(18) + "-Aa1"
     variables = _variables(
-        tmp_path,
-        gmsa_identity_username="isec",
-        gmsa_identity_password="",
+        directory,
+        gmsa_domain_connection={
+            "domain_transport": "ldap", "domain_server": samba_dc["host"], "domain_auth": "ntlm", "domain_tls": "none",
+            "domain_username": f"{samba_dc['netbios_name']}\\{samba_dc['admin_user']}", "domain_password": samba_dc["admin_password"],
+            "domain_krb5_config": samba_dc["krb5_config"],
+        },
+        gmsa_kds_root_key_lab_mode=True,
+        gmsa_domain_controllers=["127.0.0.1"],
+        gmsa_identity_username="itest-vsec",
+        gmsa_identity_password=identity_password,
         gmsa_kubernetes={"kubeconfig": kubeconfig},
-        gmsa_accounts=[{"name": "ItestSec01", "service_accounts": [{"name": "itest-sec-app", "namespace": "itest-sec"}]}],
-        webhook_name=WEBHOOK,
-        webhook_namespace=WEBHOOK,
-        workload_name="itest-sec-sample",
+        gmsa_accounts=[{"name": "ItestVsec01", "service_accounts": [{"name": "itest-vsec-app", "namespace": "itest-vsec"}]}],
+        webhook_name=SITE_WEBHOOK,
+        webhook_namespace=SITE_WEBHOOK,
+        webhook_replicas=1,
+        verify_not_verifiable={"in_pod": "no Windows container runs in the lab"},
+        workload_name="itest-vsec-sample",
     )
-    rc, texts = run(tmp_path, variables, "wincontainers.gmsa.cleanup")
+    found.extend([samba_dc["admin_password"], identity_password])
+    namespace, viewer = VIEWER
+    kubectl(kube_lab, "create", "serviceaccount", "-n", namespace, viewer)
+    kubectl(kube_lab, "create", "clusterrolebinding", viewer, "--clusterrole=view", f"--serviceaccount={namespace}:{viewer}")
+    token = kubectl(kube_lab, "create", "token", "-n", namespace, viewer, "--duration=1h").strip()
+    found.append(token)
+    results = {}
+    try:
+        results["site"] = run(directory, variables, "wincontainers.gmsa.site")
+        assert results["site"][0] == 0, results["site"][1][0][-3000:]
+        keys = [part for name in (f"{SITE_WEBHOOK}-tls", f"{SITE_WEBHOOK}-ca") for part in _key_parts(kube_lab, SITE_WEBHOOK, name)]
+        assert sum("PRIVATE KEY" in part for part in keys) == 2, "the webhook's CA and serving keys should be among the values looked for"
+        found.extend(keys)
+        # The same inventory, the cluster reached with the viewer's token (the inline kubeconfig taken out).
+        (directory / "failing").mkdir()
+        failing = _variables(directory / "failing", **dict(yaml.safe_load(variables.read_text()), gmsa_kubernetes={}))
+        results["failing"] = run(
+            directory, failing, "wincontainers.gmsa.site",
+            K8S_AUTH_HOST=kube_lab["server"], K8S_AUTH_API_KEY=token, K8S_AUTH_SSL_CA_CERT=kube_lab["ca_file"], K8S_AUTH_VERIFY_SSL="true",
+        )
+        results["cleanup"] = run(directory, variables, "wincontainers.gmsa.cleanup", "-e", "cleanup_domain=true")
+        yield results, found
+    finally:
+        if results.get("cleanup", (1,))[0] != 0:
+            run(directory, variables, "wincontainers.gmsa.cleanup", "-e", "cleanup_domain=true")
+        kubectl(kube_lab, "delete", "clusterrolebinding", viewer, "--ignore-not-found")
+        kubectl(kube_lab, "delete", "serviceaccount", "-n", namespace, viewer, "--ignore-not-found")
+
+
+def test_site_at_vvv_shows_no_secret(runs):
+    (rc, texts), found = runs[0]["site"], runs[1]
+    assert rc == 0, texts[0][-3000:] + texts[1][-2000:]
+    assert_no_secret(found, texts)
+
+
+def test_a_failing_run_at_vvv_shows_no_secret(runs):
+    (rc, texts), found = runs[0]["failing"], runs[1]
+    assert rc != 0, texts[0][-3000:]
+    failures = [result.get("msg", "") for result in _results(texts[0]).values() if result.get("failed")]
+    assert failures and "forbidden" in " ".join(failures).lower(), failures
+    assert_no_secret(found, texts)
+
+
+def test_cleanup_at_vvv_shows_no_secret_and_leaves_no_kubeconfig_file(runs, tmp_path_factory):
+    (rc, texts), found = runs[0]["cleanup"], runs[1]
     assert rc == 0, texts[0][-3000:] + texts[1][-2000:]
     tasks = _results(texts[0])
     # The modules did reach the cluster, each handed the private file's path, which is gone after the run.
     path = tasks["Create the private temporary file for the inline kubeconfig"]["path"]
-    assert path.startswith(str(tmp_path)) and not os.path.exists(path), path
+    assert not os.path.exists(path), path
     invocations = [task.get("invocation", {}).get("module_args", {}) for task in tasks.values()]
     assert any(args.get("kubeconfig") == path for args in invocations), "no module was handed the file"
     assert_no_secret(found, texts)
