@@ -362,7 +362,8 @@ class _WSManHandler(http.server.BaseHTTPRequestHandler):
 def _run_in_background(execute, command: dict) -> None:
     try:
         command["output"] = _run_as_windows_would(execute, command)
-    except Exception as error:  # pylint: disable=broad-exception-caught - a bug of the double ends its command, not hangs the client
+    # A bug of the double ends its command with an error, instead of leaving the client to wait out its deadline.
+    except Exception as error:  # pylint: disable=broad-exception-caught
         command["output"] = (b"", _clixml_error(f"the WS-Management double failed: {error!r}"), 1)
     finally:
         command["done"].set()

@@ -95,7 +95,8 @@ def test_traffic_has_moved_only_when_every_ready_endpoint_is_a_wanted_pod_that_i
     new = [pod("gmsa-webhook-new")]
     assert _waiter.endpoints_status(slices(("gmsa-webhook-new", True), ("gmsa-webhook-old", True)), new, "new pods") == (
         False, "ready endpoints ['gmsa-webhook-new', 'gmsa-webhook-old']; waiting for only new pods")
-    assert _waiter.endpoints_status(slices(("gmsa-webhook-new", True), ("gmsa-webhook-old", False)), new, "new pods") == (True, "1 ready endpoints, all new pods")
+    ready = _waiter.endpoints_status(slices(("gmsa-webhook-new", True), ("gmsa-webhook-old", False)), new, "new pods")
+    assert ready == (True, "1 ready endpoints, all new pods")
     # The Deployment already counts a deleting pod out; its endpoint can still be ready until the controller catches up.
     assert _waiter.endpoints_status(slices(("gmsa-webhook-new", True)), [pod("gmsa-webhook-new", deleting=True)], "new pods")[0] is False
     assert _waiter.endpoints_status([], new, "new pods") == (False, "ready endpoints []; waiting for only new pods")

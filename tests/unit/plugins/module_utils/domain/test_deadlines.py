@@ -7,7 +7,12 @@ import time
 
 import pytest
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import DOMAIN_CONNECTION_ARGUMENT_SPEC, DomainConnectionError, DomainError, open_domain_client
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
+    DOMAIN_CONNECTION_ARGUMENT_SPEC,
+    DomainConnectionError,
+    DomainError,
+    open_domain_client,
+)
 
 DOMAIN_TIMEOUT = 2
 # What a loaded machine needs on top to start a request and raise.
