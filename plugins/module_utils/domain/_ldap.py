@@ -19,6 +19,7 @@ Transport only: what the entries mean for gMSAs belongs to the domain client bui
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import ssl
 import struct
@@ -123,10 +124,29 @@ def escape_dn_value(value: str) -> str:
     return "".join(escaped)
 
 
+# Why Active Directory refused a bind: the Win32 error, in hex, after "data" in the diagnostic message of result 49
+# (invalid credentials). Codes from [MS-ERREF] 2.2; Samba's DC sends the same ones.
+_BIND_REFUSALS = {
+    "525": "no such user",
+    "52e": "wrong user name or password",
+    "530": "not allowed to log on at this time",
+    "531": "not allowed to log on from this workstation",
+    "532": "the password has expired",
+    "533": "the account is disabled",
+    "701": "the account has expired",
+    "773": "the password must be changed before the next logon",
+    "775": "the account is locked out",
+}
+_BIND_REFUSAL_DATA = re.compile(r"\bdata ([0-9a-f]+)\b", re.IGNORECASE)
+
+
 def describe_result(result_code: int, diagnostic_message: str = "") -> str:
-    """Human form of an LDAP result: ``invalid credentials (80090308: ...)``."""
+    """Human form of an LDAP result: ``invalid credentials: the password has expired (8009030C: ... data 532 ...)``."""
     names = {code.value: code.name for code in sansldap.LDAPResultCode}
     text = names[result_code].lower().replace("_", " ") if result_code in names else f"result code {result_code}"
+    refusal = _BIND_REFUSAL_DATA.search(diagnostic_message) if result_code == sansldap.LDAPResultCode.INVALID_CREDENTIALS else None
+    if refusal and refusal.group(1).lower() in _BIND_REFUSALS:
+        text = f"{text}: {_BIND_REFUSALS[refusal.group(1).lower()]}"
     return f"{text} ({diagnostic_message.strip()})" if diagnostic_message.strip() else text
 
 

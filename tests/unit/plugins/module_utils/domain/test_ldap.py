@@ -58,7 +58,7 @@ def test_escape_dn_value(value, expected):
 
 
 def test_describe_result_names_the_result_and_keeps_the_diagnostic():
-    assert describe_result(49, "80090308: LdapErr: data 52e ") == "invalid credentials (80090308: LdapErr: data 52e)"
+    assert describe_result(49, "80090308: LdapErr: data 52e ") == "invalid credentials: wrong user name or password (80090308: LdapErr: data 52e)"
     assert describe_result(32) == "no such object"
     assert describe_result(4711) == "result code 4711"
 
@@ -178,7 +178,7 @@ def test_rejected_bind_names_server_user_and_result_but_not_the_password(listene
         ntlm_connection(port).open()
 
     assert str(caught.value) == (
-        f"LDAP bind to ldap://127.0.0.1:{port} as LAB\\someone failed: invalid credentials "
+        f"LDAP bind to ldap://127.0.0.1:{port} as LAB\\someone failed: invalid credentials: wrong user name or password "
         "(80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 52e, v1db1)"
     )
     assert caught.value.result_code == 49
@@ -199,3 +199,18 @@ def test_server_closing_the_connection_is_reported(listener):
     threading.Thread(target=hang_up, daemon=True).start()
     with pytest.raises(LDAPError, match="closed the connection|reading from ldap://127.0.0.1"):
         ntlm_connection(listener.getsockname()[1]).open()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [("532", "the password has expired"), ("533", "the account is disabled"), ("701", "the account has expired"), ("775", "the account is locked out")],
+)
+def test_describe_result_says_why_active_directory_refused_a_bind(data, reason):
+    # What Samba 4.22 sent to the bind of a user whose fine-grained password policy had expired its password.
+    diagnostic = f"8009030C: LdapErr: DSID-0C0904DC, comment: AcceptSecurityContext error, data {data}, v1db1"
+    assert describe_result(49, diagnostic) == f"invalid credentials: {reason} ({diagnostic})"
+
+
+def test_describe_result_leaves_an_unknown_refusal_and_other_results_as_they_are():
+    assert describe_result(49, "data 999") == "invalid credentials (data 999)"
+    assert describe_result(32, "data 532") == "no such object (data 532)"
