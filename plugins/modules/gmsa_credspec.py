@@ -375,7 +375,16 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client
     cluster_module,
     object_ref,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import (
+    CREDSPEC_COMPONENT,
+    INSTANCE_LABEL,
+    NAME_LABEL,
+    Conflict,
+    Reconciler,
+    credspecs_with_grants,
+    is_managed,
+    lost_credspecs_message,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
     credspec_name_from_account,
@@ -450,9 +459,6 @@ ARGUMENT_SPEC = dict(
 SECRETS_ANNOTATION = "wincontainers.gmsa/identity-secrets"
 # Which credspec owns an object: every credspec, ClusterRole and RoleBinding names it in INSTANCE_LABEL, so no
 # credspec takes over, prunes or deletes another's (nor the webhook's, whose objects say gmsa-webhook).
-NAME_LABEL = "app.kubernetes.io/name"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-CREDSPEC_COMPONENT = "gmsa-credspec"
 # The set of credspecs one task manages (option group), so prune never reaches another task's credspecs.
 GROUP_LABEL = "wincontainers.gmsa/credspec-group"
 RBAC_DEFAULTS_LABEL = "kubernetes.io/bootstrapping"
@@ -532,7 +538,10 @@ def plan_entry(entry, index, params):
         for position, namespace in enumerate(secret_namespaces):
             validate_k8s_label(namespace, f"identity_secret.namespaces[{position}]")
         if params["state"] == "absent":
-            return {"name": name, "role_name": role_name, "json_path": entry["json_path"]}
+            # Where the entry keeps its identity Secrets: what removal looks at when the credspec, which records
+            # them, is gone already (the CRD deleted by hand, or a run stopped between the two deletions).
+            secret_names = [(namespace, secret_name) for namespace in secret_namespaces]
+            return {"name": name, "role_name": role_name, "json_path": entry["json_path"], "secret_names": secret_names}
         domain = entry["domain"] or params["domain"]
         if domain is None:
             raise ValidationError("domain", "is required: give the domain facts here or in the module's domain option")
@@ -731,9 +740,11 @@ def _stale(plan, grants, previous_secrets, keep_namespaces, secrets_in_use):
         yield {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace, "labels": _labels("gmsa-identity")}}
 
 
-def _removed(name, grants, credspecs, secrets_in_use):
-    """The credspec ``name`` and every grant labelled as its own; its identity Secrets unless still in use."""
-    yield from _stale({"name": name, "role_name": None}, grants, _secret_references(credspecs.get(name)), set(), secrets_in_use)
+def _removed(name, grants, credspecs, secrets_in_use, secrets_if_gone=frozenset()):
+    """The credspec ``name`` and every grant labelled as its own; its identity Secrets unless still in use: those it
+    records, or ``secrets_if_gone`` when it no longer exists."""
+    secrets = _secret_references(credspecs[name]) if name in credspecs else set(secrets_if_gone)
+    yield from _stale({"name": name, "role_name": None}, grants, secrets, set(), secrets_in_use)
     # Deleted only if it names itself as its owner; otherwise reported as kept.
     yield {"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec", "metadata": {"name": name, "labels": _labels(CREDSPEC_COMPONENT, name)}}
 
@@ -742,7 +753,11 @@ def ensure_present(module, cluster, reconciler, plans):
     desired = [obj for plan in plans for obj in manifests(plan)]
     if cluster.get("CustomResourceDefinition", "gmsacredentialspecs.windows.k8s.io") is None:
         if not module.check_mode:
-            raise Conflict("the GMSACredentialSpec CRD (gmsacredentialspecs.windows.k8s.io) is not installed; install it with wincontainers.gmsa.gmsa_webhook")
+            message = "the GMSACredentialSpec CRD (gmsacredentialspecs.windows.k8s.io) is not installed; install it with wincontainers.gmsa.gmsa_webhook"
+            lost = credspecs_with_grants(cluster)
+            if lost:
+                message += f"; {lost_credspecs_message(lost)}: run this task again once the CRD is back to recreate them"
+            raise Conflict(message)
         module.warn("the GMSACredentialSpec CRD is not installed; check mode predicts the credspecs from their manifests")
     credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
     grants = _by_owner(reconciler.prefetch("ClusterRole") + reconciler.prefetch("RoleBinding"))
@@ -819,7 +834,10 @@ def ensure_absent(module, cluster, reconciler, plans):
     grants = _by_owner(reconciler.prefetch("ClusterRole", label_selector=selector) + reconciler.prefetch("RoleBinding", label_selector=selector))
     results = []
     files_changed = []
-    reconciler.delete_all([obj for plan in plans for obj in _removed(plan["name"], grants, credspecs, in_use)])
+    reconciler.delete_all([
+        obj for plan in plans
+        for obj in _removed(plan["name"], grants, credspecs, in_use, {f"{namespace}/{secret}" for namespace, secret in plan["secret_names"]})
+    ])
     for plan in plans:
         if plan["json_path"] and os.path.exists(plan["json_path"]):
             files_changed.append(plan["json_path"])

@@ -434,7 +434,13 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _webhook_manifests as manifests
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import (
+    Conflict,
+    Reconciler,
+    credspecs_with_grants,
+    is_managed,
+    lost_credspecs_message,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_label, validate_k8s_subdomain
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter import (
     WaitTimeout,
@@ -610,18 +616,21 @@ def _secret_text(secret, key):
     return base64.b64decode(value).decode() if value else None
 
 
-def plan_certificates(settings, tls, ca_live, server_live, now):
+def plan_certificates(settings, tls, ca_live, server_live, now, trusted=""):
     """Decide which CA and server certificate to use, reusing what the cluster holds while it is good.
 
-    Returns the CA, the previous CA certificate still to be trusted (or None), the server certificate, and
-    why the server certificate was issued (None when the stored one is kept).
+    ``trusted`` is what the live webhook configurations trust (PEM). Returns the CA, the previous CA certificate(s)
+    still to be trusted (or None), the server certificate, and why the server certificate was issued (None when
+    the stored one is kept).
     """
     renew_before = datetime.timedelta(days=tls["renew_before_days"])
     stored_ca_cert = _secret_text(ca_live, "tls.crt")
     previous = _secret_text(ca_live, "previous.crt")
     ca = _tls.KeyPair(cert=stored_ca_cert, key=_secret_text(ca_live, "tls.key") or "") if stored_ca_cert else None
     if ca is None or _tls.ca_renewal_reason(ca, now, renew_before):
-        previous = stored_ca_cert or previous
+        # A CA Secret deleted by hand takes its CA out of the stored material, not out of the running pods'
+        # certificate: what the configurations trust stays trusted, as a replaced CA does, until the pods roll.
+        previous = stored_ca_cert or previous or trusted or None
         ca = _tls.new_ca(f"{settings.name}.{settings.namespace} webhook CA", now, datetime.timedelta(days=tls["ca_validity_days"]))
     if previous and _tls.not_after(previous) <= now:
         previous = None
@@ -778,7 +787,10 @@ def apply_certificates(reconciler, settings, tls, configurations_exist):
     """Store the CA and the server certificate; return the caBundle, the ``certificate`` result and the served certificate."""
     ca_live = reconciler.live(manifests.ca_secret(settings, "", "", None))
     server_live = reconciler.live(manifests.tls_secret(settings, "", "", ""))
-    ca, previous, server, reason = plan_certificates(settings, tls, ca_live, server_live, datetime.datetime.now(datetime.timezone.utc))
+    trusted = ""
+    if configurations_exist:
+        trusted = _trusted_certificates([reconciler.live(manifests.validating_webhook_configuration(settings, None))])
+    ca, previous, server, reason = plan_certificates(settings, tls, ca_live, server_live, datetime.datetime.now(datetime.timezone.utc), trusted)
     ca_bundle = ca.cert + (previous or "")
     reconciler.apply(manifests.ca_secret(settings, ca.cert, ca.key, previous))
     # An existing install must trust a new CA before the webhook serves a certificate signed by it.
@@ -883,7 +895,11 @@ def install(module, cluster, reconciler, settings):
     foreign = check_preconditions(cluster, reconciler, settings, module.params["adopt"])
     adopting = bool(foreign)
     result = {"image": settings.image, "ready_replicas": 0, "admission": None}
+    crd_missing = reconciler.live(manifests.crd()) is None
     reconciler.apply(manifests.crd())
+    lost = credspecs_with_grants(cluster) if crd_missing else []
+    if lost:
+        module.warn(f"created CRD {manifests.CRD_NAME}; {lost_credspecs_message(lost)}: run wincontainers.gmsa.gmsa_credspec to recreate them")
     # A namespace that already exists (kube-system, one a user made) is used as it is: not labelled, never deleted.
     if namespace_live is None or manifests.created_namespace(namespace_live, settings):
         reconciler.apply(manifests.namespace(settings))

@@ -10,10 +10,16 @@ the test's user only, maximum password age a few seconds): Samba 4.22 then refus
 diagnostic). pwdLastSet cannot be set to a past time (only 0 or -1), and Samba accepts an NTLM bind with
 pwdLastSet=0, which is why the policy stages it.
 
-| fault | what the user sees | what the rerun did |
-|---|---|---|
-| the DC stops between two accounts of a batch (LDAP) | `127.0.0.1: creating gMSA <second>: domain controller ldap://127.0.0.1:PORT closed the connection; before the failure, this task created <first>`, changed=true | created the second account only; both exist once |
-| the portable identity's password expired | gmsa_domain_info check_retrieval: `the identity NAME cannot authenticate: ... invalid credentials: the password has expired (... data 532 ...)` | gmsa_identity (update_password=always) found the password refused and set it again; the check passes |
+Faults (what the user sees; what the rerun did):
+
+- The DC stops between two accounts of a batch (LDAP transport).
+  Sees: `127.0.0.1: creating gMSA <second>: domain controller ldap://127.0.0.1:PORT closed the connection; before
+  the failure, this task created <first>`, changed=true.
+  Rerun: created the second account only; both exist once; the run after it changes nothing.
+- The portable identity's password expired.
+  Sees: gmsa_domain_info check_retrieval: `the identity NAME cannot authenticate: ... invalid credentials: the
+  password has expired (... data 532 ...)`.
+  Rerun: gmsa_identity (update_password=always) found the password refused and set it again; the check passes.
 """
 
 from __future__ import annotations

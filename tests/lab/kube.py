@@ -341,6 +341,15 @@ def _tracked_components(state_dir, cluster):
     return tracked
 
 
+def component_pid(state_dir, cluster, component):
+    """The PID of one running control-plane process (a key of COMPONENT_BINARIES), for tests that signal it."""
+    binary = COMPONENT_BINARIES[component]
+    running = [pid for pid, name in _tracked_components(state_dir, cluster).items() if name == binary and netns.is_running(pid, binary)]
+    if not running:
+        raise LabError("%s of cluster %s is not running" % (component, cluster))
+    return running[0]
+
+
 def down(state_dir=None, cluster=DEFAULT_CLUSTER):
     """Remove everything the cluster made, even after a failed or half-done up (idempotent).
 

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
@@ -527,15 +528,15 @@ class LabKubelet:
         last_sync = 0.0
         try:
             while not self.stopping:
-                if resource_version is None:
-                    listing = self.core.list_pod_for_all_namespaces()
-                    pods = {pod.metadata.uid: self._as_dict(pod) for pod in listing.items}
-                    for uid in set(self.served) - set(pods):
-                        self._forget(uid)
-                    for pod in pods.values():
-                        self._reconcile(pod)
-                    resource_version = listing.metadata.resource_version
                 try:
+                    if resource_version is None:
+                        listing = self.core.list_pod_for_all_namespaces()
+                        pods = {pod.metadata.uid: self._as_dict(pod) for pod in listing.items}
+                        for uid in set(self.served) - set(pods):
+                            self._forget(uid)
+                        for pod in pods.values():
+                            self._reconcile(pod)
+                        resource_version = listing.metadata.resource_version
                     for event in watch.Watch().stream(self.core.list_pod_for_all_namespaces, resource_version=resource_version, timeout_seconds=1):
                         pod = event["raw_object"]  # the pod as the API serves it (the model would rename its fields)
                         resource_version = pod["metadata"]["resourceVersion"]
@@ -546,18 +547,31 @@ class LabKubelet:
                             self._reconcile(pod)
                         if self.stopping:
                             break
+                    if time.monotonic() - last_sync >= SYNC_SECONDS or any(not served.serving for served in self.served.values()):
+                        self._sync_all()
+                        last_sync = time.monotonic()
                 except ApiException as error:
-                    if error.status != 410:
+                    if error.status == 410:
+                        resource_version = None  # the watch fell too far behind: list again
+                    elif error.status >= 500:
+                        self._api_server_unavailable()
+                        resource_version = None
+                    else:
                         raise
-                    resource_version = None  # the watch fell too far behind: list again
-                if time.monotonic() - last_sync >= SYNC_SECONDS or any(not served.serving for served in self.served.values()):
-                    self._sync_all()
-                    last_sync = time.monotonic()
+                except (urllib3.exceptions.HTTPError, OSError):
+                    self._api_server_unavailable()
+                    resource_version = None
                 self._stop_drained()
         finally:
             for uid in list(self.served):
                 self._forget(uid)
             self._stop_drained(everything=True)
+
+    @staticmethod
+    def _api_server_unavailable():
+        # Killed, restarting or not ready yet: a kubelet keeps its pods running and tries again (its informers back
+        # off and relist), so the served webhooks outlive an API server outage, as on a real node.
+        time.sleep(1)
 
     def _stop_signal(self, _signum, _frame):
         self.stopping = True

@@ -79,8 +79,27 @@ class Outcome:
         return self.action in ("created", "updated", "deleted", "adopted")
 
 
+# What an object of this collection belongs to: its component (e.g. gmsa-credspec) and instance (the credspec).
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+CREDSPEC_COMPONENT = "gmsa-credspec"
+
+
 def is_managed(obj: dict[str, Any] | None) -> bool:
     return bool(obj) and (obj["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+
+
+def credspecs_with_grants(cluster: Cluster) -> list[str]:
+    """The credspecs whose ClusterRoles this collection holds, by their owner label.
+
+    Without the CRD these are the credspecs a deletion of the CRD took with it: the grants outlive them.
+    """
+    roles = cluster.list("ClusterRole", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={CREDSPEC_COMPONENT}")
+    return sorted({(role["metadata"].get("labels") or {}).get(INSTANCE_LABEL) for role in roles} - {None})
+
+
+def lost_credspecs_message(names: list[str]) -> str:
+    return f"credspecs {', '.join(names)} were deleted with it (their ClusterRoles remain)"
 
 
 def _digest(obj: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ import os
 import re
 
 import pytest
+import urllib3
 
 from tests.lab import stages, webhook
 
@@ -142,3 +143,25 @@ def test_the_kubelet_stops_a_deleted_pod_after_its_pre_stop_sleep_then_removes_i
     now[0] = 105.0
     kubelet._stop_drained()
     assert sleeping.stopped and kubelet.draining == {} and deleted == ["plain", "sleeping"]
+
+
+def test_the_kubelet_keeps_serving_its_pods_while_the_api_server_is_down(monkeypatch):
+    kubelet = object.__new__(webhook.LabKubelet)
+    kubelet.served, kubelet.draining, kubelet.stopping = {"a": object()}, {}, False
+    attempts = []
+
+    def list_pods(_self):
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 3:
+            kubelet.stopping = True  # the daemon is told to stop while the API server is still down
+        raise urllib3.exceptions.MaxRetryError(None, "/api/v1/pods", "connection refused")
+
+    kubelet.core = type("Core", (), {"list_pod_for_all_namespaces": list_pods})()
+    forgotten_after = []
+    monkeypatch.setattr(kubelet, "_forget", lambda uid, deleting=False: (forgotten_after.append(len(attempts)), kubelet.served.pop(uid)))
+    monkeypatch.setattr(kubelet, "_stop_drained", lambda everything=False: None)
+    monkeypatch.setattr(webhook.signal, "signal", lambda *_args: None)
+    monkeypatch.setattr(webhook.time, "sleep", lambda _seconds: None)
+    kubelet.run()
+    # Three refused lists, each retried; the pod was stopped only when the daemon stopped, not by the outage.
+    assert attempts == [1, 2, 3] and forgotten_after == [3]

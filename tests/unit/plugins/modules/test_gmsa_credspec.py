@@ -217,13 +217,13 @@ class RecordingCluster:
         return self.objects.pop(self._key(obj), None) is not None
 
 
-def _run_against(monkeypatch, capsys, cluster, count):
+def _run_against(monkeypatch, capsys, cluster, count, **args):
     monkeypatch.setattr(gmsa_credspec, "Cluster", lambda _module: cluster)
     credspecs = [
         {"account_name": f"App{index:03d}", "service_accounts": [{"name": "app", "namespace": f"ns{index % 3}"}], "identity_secret": {"name": f"id{index:03d}"}}
         for index in range(count)
     ]
-    with patch_module_args({"domain": DOMAIN, "identity": IDENTITY, "credspecs": credspecs}), pytest.raises(SystemExit):
+    with patch_module_args(dict({"domain": DOMAIN, "identity": IDENTITY, "credspecs": credspecs}, **args)), pytest.raises(SystemExit):
         gmsa_credspec.main()
     return json.loads(capsys.readouterr().out)
 
@@ -251,3 +251,27 @@ def test_a_failed_write_names_every_object_handled_and_not_handled(monkeypatch, 
     assert len(actions) == 120 and actions["ClusterRole gmsa-use-app004"] == "failed"
     assert {actions[f"RoleBinding ns{index % 3}/gmsa-use-app{index:03d}"] for index in range(30)} == {"not attempted"}
     assert "more objects were not attempted" in result["msg"]
+
+
+def test_without_the_crd_the_credspecs_deleted_with_it_are_named_from_their_remaining_roles(monkeypatch, capsys):
+    cluster = RecordingCluster()
+    assert _run_against(monkeypatch, capsys, cluster, 2)["changed"]
+    # kubectl delete crd: the API server deletes every GMSACredentialSpec with it; the ClusterRoles stay.
+    cluster.objects = {key: obj for key, obj in cluster.objects.items() if key[0] not in ("CustomResourceDefinition", "GMSACredentialSpec")}
+    result = _run_against(monkeypatch, capsys, cluster, 2)
+    assert result["failed"] and not result["changed"]
+    assert result["msg"] == (
+        "the GMSACredentialSpec CRD (gmsacredentialspecs.windows.k8s.io) is not installed; install it with wincontainers.gmsa.gmsa_webhook; "
+        "credspecs app000, app001 were deleted with it (their ClusterRoles remain): run this task again once the CRD is back to recreate them"
+    )
+
+
+def test_removal_after_the_credspecs_are_gone_still_removes_their_identity_secrets(monkeypatch, capsys):
+    cluster = RecordingCluster()
+    assert _run_against(monkeypatch, capsys, cluster, 2)["changed"]
+    # The CRD was deleted (and reinstalled empty): the credspecs, which recorded their Secrets, are gone.
+    cluster.objects = {key: obj for key, obj in cluster.objects.items() if key[0] != "GMSACredentialSpec"}
+    result = _run_against(monkeypatch, capsys, cluster, 2, state="absent", identity=None)
+    assert result["changed"]
+    assert {"object": "Secret ns0/id000", "action": "deleted"} in result["objects"] and {"object": "Secret ns1/id001", "action": "deleted"} in result["objects"]
+    assert cluster.objects == {("CustomResourceDefinition", None, "gmsacredentialspecs.windows.k8s.io"): {"kind": "CustomResourceDefinition"}}

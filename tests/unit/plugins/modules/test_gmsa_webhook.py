@@ -315,3 +315,12 @@ def test_adopting_reads_again_when_a_controller_wrote_the_object_meanwhile():
     reconciler.adopt(manifests.pod_disruption_budget(SETTINGS))
     assert cluster.writes == [("replace", "PodDisruptionBudget", "gmsa-webhook")]
     assert reconciler.summary() == [{"object": "PodDisruptionBudget gmsa-webhook/gmsa-webhook", "action": "adopted"}]
+
+
+def test_a_deleted_ca_secret_keeps_the_ca_the_configurations_trust_until_it_expires():
+    ca, _previous, server, _reason = gmsa_webhook.plan_certificates(SETTINGS, TLS, None, None, NOW)
+    # The CA Secret is gone; the configurations still trust the CA that signed the running pods' certificate.
+    new_ca, previous, new_server, reason = gmsa_webhook.plan_certificates(SETTINGS, TLS, None, _secret(server), NOW, trusted=ca.cert)
+    assert new_ca != ca and previous == ca.cert
+    assert new_server != server and reason == "the server certificate was not issued by the current CA"
+    assert gmsa_webhook.plan_certificates(SETTINGS, TLS, None, None, NOW + datetime.timedelta(days=3651), trusted=ca.cert)[1] is None
