@@ -826,18 +826,28 @@ def ensure_present(module, cluster, reconciler, plans):
     ], files_changed
 
 
+def _secrets_in_use(reconciler, removed):
+    """The identity Secrets that the live credspecs other than ``removed`` use."""
+    credspecs = reconciler.prefetch("GMSACredentialSpec")
+    return {ref for item in credspecs if item["metadata"]["name"] not in removed for ref in _secret_references(item)}
+
+
 def ensure_absent(module, cluster, reconciler, plans):
     credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
     removed = {plan["name"] for plan in plans}
-    in_use = {ref for name, item in credspecs.items() if name not in removed for ref in _secret_references(item)}
     selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={CREDSPEC_COMPONENT}"
     grants = _by_owner(reconciler.prefetch("ClusterRole", label_selector=selector) + reconciler.prefetch("RoleBinding", label_selector=selector))
     results = []
     files_changed = []
-    reconciler.delete_all([
+    doomed = [
         obj for plan in plans
-        for obj in _removed(plan["name"], grants, credspecs, in_use, {f"{namespace}/{secret}" for namespace, secret in plan["secret_names"]})
-    ])
+        for obj in _removed(plan["name"], grants, credspecs, set(), {f"{namespace}/{secret}" for namespace, secret in plan["secret_names"]})
+    ]
+    reconciler.delete_all([obj for obj in doomed if obj["kind"] != "Secret"])
+    # The identity Secrets go only after the credspecs, judged by a second reading: two runs removing the credspecs of
+    # one Secret at once would each see the other's still there and keep it. The later reading of the two sees both gone.
+    in_use = _secrets_in_use(reconciler, removed)
+    reconciler.delete_all([obj for obj in doomed if obj["kind"] == "Secret" and f"{obj['metadata']['namespace']}/{obj['metadata']['name']}" not in in_use])
     for plan in plans:
         if plan["json_path"] and os.path.exists(plan["json_path"]):
             files_changed.append(plan["json_path"])

@@ -275,3 +275,34 @@ def test_removal_after_the_credspecs_are_gone_still_removes_their_identity_secre
     assert result["changed"]
     assert {"object": "Secret ns0/id000", "action": "deleted"} in result["objects"] and {"object": "Secret ns1/id001", "action": "deleted"} in result["objects"]
     assert cluster.objects == {("CustomResourceDefinition", None, "gmsacredentialspecs.windows.k8s.io"): {"kind": "CustomResourceDefinition"}}
+
+
+def _run_credspecs(monkeypatch, capsys, cluster, names, **args):
+    """gmsa_credspec on ``cluster`` for credspecs ``names`` whose identity Secret is one and the same."""
+    monkeypatch.setattr(gmsa_credspec, "Cluster", lambda _module: cluster)
+    credspecs = [{"account_name": name, "service_accounts": [{"name": "app", "namespace": "web"}], "identity_secret": {"name": "shared"}} for name in names]
+    with patch_module_args(dict({"domain": DOMAIN, "identity": IDENTITY, "credspecs": credspecs}, **args)), pytest.raises(SystemExit):
+        gmsa_credspec.main()
+    return json.loads(capsys.readouterr().out)
+
+
+class RemovedMeanwhile(RecordingCluster):
+    """Another run removes the credspec ``other`` while this one deletes its first object."""
+
+    def __init__(self, other):
+        super().__init__()
+        self.other = other
+
+    def delete(self, obj, dry_run=False):
+        self.objects.pop(("GMSACredentialSpec", None, self.other), None)
+        return super().delete(obj, dry_run)
+
+
+def test_two_removals_at_once_of_the_credspecs_of_one_identity_secret_remove_it(monkeypatch, capsys):
+    cluster = RemovedMeanwhile(other="app002")
+    assert _run_credspecs(monkeypatch, capsys, cluster, ["App001", "App002"])["changed"]
+    # This run removes App001 and sees App002, which still uses the Secret; the other run removes App002 meanwhile and
+    # saw App001. Judged by the first reading alone, each would keep the Secret and it would stay behind.
+    result = _run_credspecs(monkeypatch, capsys, cluster, ["App001"], state="absent", identity=None)
+    assert {"object": "Secret web/shared", "action": "deleted"} in result["objects"], result["objects"]
+    assert ("Secret", "web", "shared") not in cluster.objects
