@@ -9,8 +9,8 @@ ratio is measured under the same load. The accounts are removed afterwards (not 
 
 ``winrm`` drives pywinrm against the loopback WS-Management endpoint of the integration tests, which carries out
 each script on the lab DC over LDAP: it measures the transport, the batching and the endpoint, not a Windows host.
-The module's overall deadline (``domain_timeout``, 120 s by default) is raised to 900 s: the lab DC spends about a
-quarter of a second on each gMSA it creates.
+The module's overall deadline (``domain_timeout``, 600 s by default) is raised to 900 s: the lab DC spends about a
+quarter of a second on each gMSA it creates, and the machine may be heavily loaded.
 """
 
 import argparse
@@ -82,13 +82,14 @@ def winrm_connection(lab: dict, stack) -> dict:
     """Start the loopback WS-Management endpoint (HTTP, NTLM with message encryption, WinRM's default) here."""
     from wsman_endpoint import WINRM_USER, PowerShellOnLdap, WSManEndpoint  # pylint: disable=import-outside-toplevel
 
-    client = stack.enter_context(open_domain_client({
+    settings = {
         **{key: None for key in ("domain_port", "domain_ca_cert", "domain_krb5_config", "domain_kerberos_hostname", "domain_proxy")},
         **ldap_connection(lab),
         "domain_auth": "ntlm", "domain_tls": "none", "domain_validate_certs": True, "domain_kerberos_delegation": False,
-    }))
+    }
     password = secrets.token_urlsafe(16)
-    endpoint = stack.enter_context(WSManEndpoint(WINRM_USER, password, PowerShellOnLdap(client)))
+    # Each command opens a connection of its own, as each powershell.exe process does on Windows.
+    endpoint = stack.enter_context(WSManEndpoint(WINRM_USER, password, PowerShellOnLdap(lambda: open_domain_client(settings))))
     return {
         "domain_transport": "winrm",
         "domain_server": "127.0.0.1",

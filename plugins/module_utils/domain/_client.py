@@ -424,7 +424,7 @@ DOMAIN_CONNECTION_ARGUMENT_SPEC = dict(
     domain_kerberos_hostname=_option("str", "GMSA_DOMAIN_KERBEROS_HOSTNAME"),
     domain_kerberos_delegation=_option("bool", "GMSA_DOMAIN_KERBEROS_DELEGATION", default=False),
     domain_proxy=_option("str", "GMSA_DOMAIN_PROXY"),
-    domain_timeout=_option("int", "GMSA_DOMAIN_TIMEOUT", default=120),
+    domain_timeout=_option("int", "GMSA_DOMAIN_TIMEOUT", default=600),
 )
 
 
