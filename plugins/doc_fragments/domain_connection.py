@@ -132,7 +132,7 @@ options:
         request after it. Those steps are the TCP connect and TLS handshake (at most 10 seconds each), each LDAP bind and
         operation, C(kinit) (at most 30 seconds) and each WinRM request. A WinRM request may take one operation timeout
         (O(domain_timeout) less 5 seconds, between 1 and 20) plus 5 seconds.
-      - The default fits a batch of about 500 new gMSAs on a slow domain controller: creating a gMSA costs the DC
+      - The default fits a batch of about 500 new gMSAs on a slow domain controller. Creating a gMSA costs the DC
         far more than reading one (a Samba 4.22 DC spent 0.2-0.3 seconds of its single LDAP worker on each, so 500
         took about 2.5 minutes idle and 6 minutes heavily loaded), while a rerun that changes nothing reads every
         account in a few searches. For bigger batches allow about 1 second per account to be created.
