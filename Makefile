@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # GitHub. On machines without GitHub the team's bundle sits beside the checkout, as for CI (.ci/run).
 export WGMSA_WINDOWS_GMSA_SOURCE ?= $(wildcard $(CURDIR)/../shared/upstream/windows-gmsa.bundle)
 
-.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test host-list host-clean
+.PHONY: help deps sanity units lint changelog-lint build lab-deps lab-up lab-down lab-status integration demo molecule test clean ee-image awx-up awx-down awx-status awx-lint awx-test host-list host-clean chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -115,6 +115,9 @@ host-list: ## what the lab installed on this machine (Debian packages, apt sourc
 
 host-clean: lab-down ## purge what the lab installed on this machine (only what it recorded installing)
 	hack/host-packages.sh remove
+
+chaos: lab-up ## the site-like play interrupted (SIGINT/SIGKILL) at random points 20 times; WGMSA_CHAOS_SEED=N replays a run
+	WGMSA_CHAOS_RUNS=$${WGMSA_CHAOS_RUNS:-20} $(PY) -m pytest tests/integration/test_chaos.py -q -rs -s
 
 clean: ## remove build output (keeps the virtual environment)
 	rm -rf build tests/output
