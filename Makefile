@@ -66,6 +66,10 @@ lab-down: ## stop the lab (state and build caches stay for a fast next start)
 	$(LAB) down
 	@# The fleet suite (tests/integration/test_fleet.py) removes its own clusters; these are what an interrupted run left.
 	$(LAB) down --only kube --cluster fleet --state-dir "$$($(PY) -c 'from tests.lab import fleet; print(fleet.suite_state_dir())')"
+	@# So do the clusters of the fault and chaos suites (tests/integration/support.py, own_cluster).
+	for cluster in $$($(PY) -c 'from tests.integration import support; print(*support.OWN_CLUSTERS)'); do \
+	  $(LAB) down --only kube --cluster $$cluster --state-dir "$$($(PY) -c "from tests.integration import support; print(support.own_cluster_state_dir('$$cluster'))")"; \
+	done
 
 lab-status: ## show what of the lab runs (no secrets)
 	$(LAB) status

@@ -10,7 +10,7 @@ import threading
 import pytest
 import yaml
 
-from tests.lab import COLLECTIONS_PATH, fleet, kube, webhook
+from tests.lab import COLLECTIONS_PATH, cache_root, fleet, kube, webhook
 
 
 def kubectl(lab, *args, stdin=None):
@@ -71,11 +71,21 @@ def run_play(lab, tasks, *options, callback="ansible.posix.json"):
     return Play(process, results)
 
 
+# The clusters suites start for themselves (fault injection, interrupted runs); `make lab-down` removes any that an
+# interrupted session left.
+OWN_CLUSTERS = ("faults", "chaos")
+
+
+def own_cluster_state_dir(name):
+    return os.path.join(cache_root(), "suite-clusters", name)
+
+
 @contextlib.contextmanager
-def own_cluster(state_dir, name):
+def own_cluster(name):
     """A control plane of the test's own beside the lab's (tests/lab/fleet.py), for faults the shared one must not
-    see; removed on exit. Its facts are kube_lab's."""
-    member = fleet.Member(name, str(state_dir), False)
+    see; what an interrupted run left is removed first, and the cluster on exit. Its facts are kube_lab's."""
+    member = fleet.Member(name, own_cluster_state_dir(name), False)
+    fleet.down_member(member)
     try:
         facts = fleet.up_member(member)
     except (kube.LabError, webhook.WebhookError) as error:

@@ -48,8 +48,8 @@ CLUSTER_KINDS = ("namespaces,customresourcedefinitions,clusterroles,clusterroleb
 
 
 @pytest.fixture(name="lab", scope="module")
-def fixture_lab(tmp_path_factory):
-    with own_cluster(tmp_path_factory.mktemp("chaos-cluster"), "chaos") as facts:
+def fixture_lab():
+    with own_cluster("chaos") as facts:
         kubectl(facts, "create", "namespace", APPS)
         kubectl(facts, "create", "serviceaccount", "-n", APPS, "app")
         yield facts

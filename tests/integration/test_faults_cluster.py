@@ -65,8 +65,8 @@ PAUSE_SECONDS = 5
 
 
 @pytest.fixture(name="lab", scope="module")
-def fixture_lab(tmp_path_factory):
-    with own_cluster(tmp_path_factory.mktemp("faults-cluster"), CLUSTER) as facts:
+def fixture_lab():
+    with own_cluster(CLUSTER) as facts:
         kubectl(facts, "create", "namespace", APPS)
         kubectl(facts, "create", "serviceaccount", "-n", APPS, "app")
         yield facts
