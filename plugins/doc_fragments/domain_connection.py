@@ -133,9 +133,10 @@ options:
         operation, C(kinit) (at most 30 seconds) and each WinRM request. A WinRM request may take one operation timeout
         (O(domain_timeout) less 5 seconds, between 1 and 20) plus 5 seconds.
       - The default fits a batch of about 500 new gMSAs on a slow domain controller. Creating a gMSA costs the DC
-        far more than reading one (a Samba 4.22 DC spent 0.2-0.3 seconds of its single LDAP worker on each, so 500
-        took about 2.5 minutes idle and 6 minutes heavily loaded), while a rerun that changes nothing reads every
-        account in a few searches. For bigger batches allow about 1 second per account to be created.
+        far more than reading one (a Samba 4.22 DC spends 0.2-0.3 seconds of its single LDAP worker on each; 500
+        took 2.5 minutes on a machine at load 5 to 10 and 6 minutes at load 20), while a rerun that changes nothing
+        reads every account in a few searches (12 seconds for 500). For bigger batches allow about 1 second per
+        account to be created.
       - Can be set with the environment variable E(GMSA_DOMAIN_TIMEOUT).
     type: int
     default: 600
