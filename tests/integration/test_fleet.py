@@ -10,7 +10,7 @@ inventory source that holds only their kubeconfigs. One module-scoped sequence: 
 with their own applications, the rerun changes nothing, and a run during which fleet3's API server is killed (as
 the cluster stage starts) converges the others while the recap names lab3 as failed.
 
-About 3 minutes on the shared 2-core machine (three site runs, 25 s to start the fleet).
+5 minutes on the shared 2-core machine at load 3-5, 10 at load 7 (three site runs; 25 s to start the fleet).
 """
 
 from __future__ import annotations
