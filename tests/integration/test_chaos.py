@@ -2,8 +2,10 @@
 
 Each round starts from nothing, starts a small site-like play (the portable identity, two gMSAs, the webhook and
 two credspecs: the domain and cluster tasks of the site playbook, on the lab DC and on a cluster of the test's own)
-and, at a random moment within the time an uninterrupted run took, sends SIGINT (Ctrl-C) or SIGKILL to the play's
-whole process group, as a terminal or a killed job runner does (the module running at that moment goes too). Then:
+and, at a random point of its work, sends SIGINT (Ctrl-C) or SIGKILL to the play's whole process group, as a terminal
+or a killed job runner does (the module running at that moment goes too). The point is a task and an offset into it,
+drawn over the task times of an uninterrupted run and counted from the task's banner, so that a loaded machine, which
+stretches every task, still meets the points inside the play rather than after its end. Then:
 
 - the rerun succeeds, and the run after it changes nothing;
 - AD holds the identity and the two gMSAs, once each, and no other object of the round's names;
@@ -22,12 +24,14 @@ Faults (what the user sees; what the rerun did):
   Sees: the play's output stops (rc -9).  Rerun: the same.
 """
 
+import datetime
 import json
 import os
 import random
 import secrets
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -91,11 +95,11 @@ class Round:
             }], playbook)
         return path
 
-    def start(self, tasks):
+    def start(self, tasks, callback="ansible.posix.json", stderr=subprocess.PIPE):
         """ansible-playbook in a session (a process group) of its own, as a terminal's foreground job."""
         path = self._playbook(tasks)
-        command, env = playbook_command(path)
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        command, env = playbook_command(path, callback=callback)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
         process.playbook = path
         return process
 
@@ -111,11 +115,44 @@ class Round:
             os.unlink(process.playbook)
 
     def play(self, tasks):
-        """Run to the end: (rc, the json callback's stats for localhost, the output)."""
+        """Run to the end: (rc, the json callback's stats for localhost, the output, [(task name, seconds it took)])."""
         process = self.start(tasks)
         stdout, stderr = self.finish(process, 600)
-        stats = json.loads(stdout)["stats"]["localhost"] if stdout.strip() else {}
-        return process.returncode, stats, stdout + stderr
+        report = json.loads(stdout) if stdout.strip() else {"stats": {}, "plays": [{"tasks": []}]}
+        durations = [(task["task"]["name"], _seconds(task["task"]["duration"])) for task in report["plays"][0]["tasks"]]
+        return process.returncode, report["stats"].get("localhost", {}), stdout + stderr, durations
+
+    def interrupt(self, task, offset, signum):
+        """Run the site play and send ``signum`` to its process group ``offset`` seconds after ``task`` starts (by its
+        banner): a point in the play's work, whatever the machine's load. Returns whether the play had finished before,
+        its return code and its output."""
+        process = self.start(self.site, callback="default", stderr=subprocess.STDOUT)
+        banner_seen, lines = threading.Event(), []
+
+        def read():
+            try:
+                for line in process.stdout:
+                    lines.append(line)
+                    if line.startswith("TASK [%s]" % task):
+                        banner_seen.set()
+            finally:
+                banner_seen.set()  # the play ended first
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            banner_seen.wait(300)
+            time.sleep(offset)
+            finished_first = process.poll() is not None
+            if not finished_first:
+                os.killpg(process.pid, signum)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            reader.join()
+            os.unlink(process.playbook)
+        return finished_first, process.returncode, "".join(lines)
 
     def ad_objects(self):
         """{sAMAccountName: count} of every AD object whose name starts with the round's prefix."""
@@ -135,6 +172,12 @@ class Round:
         return {name.lower(): 1 for name in [self.identity] + [account + "$" for account in self.accounts]}
 
 
+def _seconds(duration):
+    """A task's duration in the json callback's output (ISO start and end)."""
+    start, end = (datetime.datetime.fromisoformat(duration[key].replace("Z", "+00:00")) for key in ("start", "end"))
+    return (end - start).total_seconds()
+
+
 def cluster_objects(lab):
     """(kind, namespace, name) of every object of the kinds the play writes that the collection labelled, and the
     credspecs (the CRD, when it is installed)."""
@@ -151,39 +194,36 @@ def test_runs_interrupted_at_random_points_converge_on_rerun_without_duplicates_
         facts = client.domain_facts()
     domain = {"dns_name": facts.dns_name, "netbios_name": facts.netbios_name, "sid": facts.sid, "guid": facts.guid}
 
-    # One uninterrupted round: what a clean run makes, and how long it takes (the range of the random points).
+    # One uninterrupted round: what a clean run makes, and how long each task takes (where the random points fall).
     reference = Round(lab, ldap_params, domain, 0)
-    started = time.monotonic()
-    rc, stats, output = reference.play(reference.site)
-    clean_seconds = time.monotonic() - started
+    rc, _stats, output, durations = reference.play(reference.site)
     assert rc == 0, output
     expected_cluster = reference.cluster_objects()
     assert reference.ad_objects() == reference.expected_ad_objects()
-    rc, _stats, output = reference.play(reference.cleanup)
-    assert rc == 0, output
+    assert reference.play(reference.cleanup)[0] == 0
     assert cluster_objects(lab) == [] and reference.ad_objects() == {}
+    print("clean run: %s" % ", ".join("%s %.1f s" % duration for duration in durations))
 
     for number in range(1, RUNS + 1):
         this = Round(lab, ldap_params, domain, number)
-        delay, signum = rng.uniform(0, clean_seconds), rng.choice((signal.SIGINT, signal.SIGKILL))
-        process = this.start(this.site)
-        time.sleep(delay)
-        finished_first = process.poll() is not None
-        if not finished_first:
-            os.killpg(process.pid, signum)
-        stdout, stderr = this.finish(process, 120)
-        print("round %d: %s after %.1f s of %.1f s: rc %s; %s" % (
-            number, "finished before" if finished_first else signal.Signals(signum).name, delay, clean_seconds, process.returncode,
-            (stderr.strip().splitlines() or ["no error output"])[-1]))
-        assert finished_first or process.returncode != 0, stdout + stderr
+        point, signum = rng.uniform(0, sum(seconds for _name, seconds in durations)), rng.choice((signal.SIGINT, signal.SIGKILL))
+        for task, seconds in durations:
+            if point < seconds:
+                break
+            point -= seconds
+        finished_first, returncode, output = this.interrupt(task, point, signum)
+        print("round %d: %s %.1f s into task %s: rc %s; %s" % (
+            number, "finished before" if finished_first else signal.Signals(signum).name, point, task, returncode,
+            (output.strip().splitlines() or ["no output"])[-1]))
+        assert finished_first or returncode != 0, output
         try:
-            rc, stats, output = this.play(this.site)
+            rc, _stats, output, _durations = this.play(this.site)
             assert rc == 0, "round %d rerun: %s" % (number, output)
-            rc, stats, output = this.play(this.site)
+            rc, stats, output, _durations = this.play(this.site)
             assert rc == 0 and stats["changed"] == 0, "round %d: the run after the rerun changed %s" % (number, output)
             assert this.ad_objects() == this.expected_ad_objects(), "round %d" % number
             assert this.cluster_objects() == expected_cluster, "round %d" % number
         finally:
-            rc, _stats, output = this.play(this.cleanup)
+            rc, _stats, output, _durations = this.play(this.cleanup)
         assert rc == 0, output
         assert cluster_objects(lab) == [] and this.ad_objects() == {}, "round %d left objects behind" % number
