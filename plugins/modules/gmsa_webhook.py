@@ -850,7 +850,9 @@ def hand_over(module, cluster, reconciler, settings, foreign, certificate_sha256
     handover = reconciler.apply(manifests.handover_deployment(settings, certificate_sha256))
     wait_for(lambda: deployment_status(cluster.get("Deployment", handover["metadata"]["name"], namespace)), f"Deployment {namespace}/{name}-handover", timeout)
     place(reconciler, manifests.service(settings), foreign)
-    wait_for_traffic(cluster, settings, lambda pod: manifests.HANDOVER_LABEL in pod["metadata"].get("labels", {}), f"the pods of Deployment {name}-handover", timeout)
+    wait_for_traffic(
+        cluster, settings, lambda pod: manifests.HANDOVER_LABEL in pod["metadata"].get("labels", {}), f"the pods of Deployment {name}-handover", timeout
+    )
     leftovers = []
     ours = manifests.deployment(settings, certificate_sha256)
     if foreign.pop(object_ref(ours), None):
