@@ -29,12 +29,15 @@ import urllib.error
 import urllib.request
 
 from tests.awx import awx_dir, build, ee, podman_env, sources
+from tests.lab import samba
 from tests.lab.build import BuildError
 
 API_HOST = "127.0.0.1"
 API_PORT = int(os.environ.get("WGMSA_AWX_PORT", "18052"))
 CLUSTER_HOST_ID = "awx-lab"
 RECEPTOR_CONF_LINK = "/etc/receptor/receptor.conf"
+# Where job containers find the lab DC's krb5.conf (KRB5_CONFIG): a directory of the image's left alone.
+JOBS_KRB5_DIR = "/etc/wincontainers-gmsa-lab"
 PG_BIN = "/usr/lib/postgresql/15/bin"
 # What cannot be under the lab directory (see the module's docstring).
 VAR_DIR = os.environ.get("WGMSA_AWX_VAR_DIR", "/var/lib/wincontainers-gmsa-awx")
@@ -79,13 +82,19 @@ def _alive(name):
 
 
 def _start(name, command, env, cwd=None):
-    """Start a long-running process in its own session, logging to logs/<name>.log; record its PID."""
+    """Start a long-running process in its own session, logging to logs/<name>.log; record its PID.
+
+    At low priority: the machine is shared with the lab and other test suites, whose timing matters more.
+    """
     if _alive(name):
         return
     os.makedirs(_run_dir(), exist_ok=True)
     os.makedirs(_path("logs"), exist_ok=True)
     with open(_path("logs", name + ".log"), "ab") as log:
-        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        # nice executes the command in its own process: the PID recorded is the service's.
+        process = subprocess.Popen(
+            ["nice", "-n", "10"] + list(command), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     with open("/proc/%d/stat" % process.pid, encoding="utf-8") as stat:
         started = stat.read().rsplit(")", 1)[1].split()[19]
     with open(_pid_file(name), "w", encoding="utf-8") as pid_file:
@@ -239,7 +248,24 @@ def _remove_receptor_link():
 
 # --- AWX ---------------------------------------------------------------------------------------------------------
 
-def _settings(image):
+def _jobs_krb5_dir(log):
+    """A directory holding only a copy of the lab DC's krb5.conf, to mount into job containers.
+
+    ansible-runner mounts the directory of a file it is given (ansible_runner/config/_base.py
+    _update_volume_mount_paths), and the lab DC's directory holds its database and secrets: hence a directory of its
+    own. The copy is made at each start; the lab writes its krb5.conf when it provisions the DC (make lab-up).
+    """
+    directory = _path("etc", "jobs-krb5")
+    os.makedirs(directory, exist_ok=True)
+    krb5_config = samba.status().get("krb5_config")
+    if krb5_config:
+        shutil.copyfile(krb5_config, os.path.join(directory, "krb5.conf"))
+    else:
+        log("the lab's DC is not provisioned yet: jobs get its krb5.conf once make lab-up, then make awx-up, ran")
+    return directory
+
+
+def _settings(image, log):
     """AWX's settings file for the lab (AWX_SETTINGS_FILE); the secret key is a file beside it, mode 0600."""
     key_file = _path("etc", "SECRET_KEY")
     os.makedirs(os.path.dirname(key_file), exist_ok=True)
@@ -268,8 +294,11 @@ def _settings(image):
         "LOG_ROOT": _path("logs"),
         # The lab's DC and API server listen on the host's loopback; the container shares the host's network.
         "DEFAULT_CONTAINER_RUN_OPTIONS": ["--network", "host"],
-        # Debian has no /etc/pki: the production default mounts would make podman fail.
-        "AWX_ISOLATION_SHOW_PATHS": [],
+        # Debian has no /etc/pki: the production default mounts would make podman fail. The lab's domain has no
+        # DNS, so the jobs' kinit finds its KDC through the lab's krb5.conf, exposed to the job containers as an
+        # administrator exposes a site's ("Paths to expose to isolated jobs", "Extra Environment Variables").
+        "AWX_ISOLATION_SHOW_PATHS": [_jobs_krb5_dir(log) + ":" + JOBS_KRB5_DIR + ":ro"],
+        "AWX_TASK_ENV": {"KRB5_CONFIG": JOBS_KRB5_DIR + "/krb5.conf"},
         "GLOBAL_JOB_EXECUTION_ENVIRONMENTS": [{"name": "wincontainers.gmsa (lab)", "image": image}],
         "CONTROL_PLANE_EXECUTION_ENVIRONMENT": image,
         "AWX_CLEANUP_PATHS": True,
@@ -364,7 +393,7 @@ def up(log=print):
         shutil.rmtree(_pg_data())
         fresh = _postgres_up()
     _redis_up()
-    settings_path = _settings(image)
+    settings_path = _settings(image, log)
     env = _awx_env(venv, settings_path)
     if fresh:
         log("migrating AWX's database (once; the result is kept for the next cold start) ...")
