@@ -286,6 +286,8 @@ options:
     description:
       - Namespace in which a pod is created as a server-side dry run to check that the webhook answers admission.
         The pod names a credspec that does not exist, so only a working webhook can refuse it. Nothing is stored.
+      - Choose a namespace that no other gMSA webhook install intercepts. Another install's webhook refuses the
+        probe in the same words, and may be called first, so the probe would pass without reaching this install.
     type: str
     default: default
 notes:
