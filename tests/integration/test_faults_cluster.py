@@ -260,8 +260,12 @@ def test_a_control_plane_process_paused_mid_batch_only_slows_the_run(lab, compon
         remove_batch(lab)
 
 
+@pytest.mark.lab_restart
 @pytest.mark.usefixtures("installed")
 def test_an_api_server_killed_mid_batch_fails_clearly_and_a_rerun_after_its_restart_completes_the_batch(lab):
+    """In make chaos only: on 2026-12-01 the lab's restart of the killed kube-apiserver (kwokctl start) did not get
+    it ready within 60 s in this test, in both runs that day, while the same restart of an idle cluster took 7 s.
+    The collection's part (the clear error) passed each time; the lab's restart is what is still being found."""
     try:
         play = signal_mid_batch(lab, "kube-apiserver", lambda pid: os.kill(pid, signal.SIGKILL))
         assert play.rc != 0
