@@ -24,9 +24,9 @@ description:
     served certificate (annotation C(wincontainers.gmsa/serving-certificate-sha256)), and a new certificate
     rolls the Deployment one pod at a time (C(maxSurge=1), C(maxUnavailable=0), readiness on C(/health)), so
     admission stays available throughout. One limit remains, upstream's. A request in flight on an old pod when
-    it exits fails with C(EOF) (with O(failure_policy=Fail), that pod creation is refused and its controller
-    retries it). The webhook exits on SIGTERM without draining (v0.13.0 C(main.go) handles no signal), and
-    the API server keeps its connections to the old pod and does not retry an C(EOF) (C(DefaultShouldRetry)
+    it exits fails with C(EOF) or a broken pipe (with O(failure_policy=Fail), that pod creation is refused and
+    its controller retries it). The webhook exits on SIGTERM without draining (v0.13.0 C(main.go) handles no
+    signal), and the API server keeps its connections to the old pod and retries neither (C(DefaultShouldRetry)
     in C(k8s.io/apiserver/pkg/util/webhook)). The C(preStop) sleep only takes the old pod out of the Service
     before then.
   - With O(tls.mode=cert_manager) the module reads the certificate cert-manager stored on each run and rolls
@@ -249,7 +249,7 @@ options:
         object of the install's names is a Secret, or belongs to this collection's install in another namespace.
       - A webhook answers at every step, but the other install's pods stop at once when their Deployment goes
         (upstream's manifests have no C(preStop) hook, and the binary exits on C(SIGTERM)), so an admission request in
-        flight to one of them at that moment fails with C(EOF). In the lab, 1 of about 150 pod creations during a
+        flight to one of them at that moment fails with C(EOF) or a broken pipe. In the lab, 1 of about 150 pod creations during a
         hand-over did. Migrate at a quiet time, or retry pod creations that fail so.
       - Check mode validates the new trust and lists what would be adopted, without rehearsing the hand-over.
     type: bool
