@@ -377,6 +377,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import (
     CREDSPEC_COMPONENT,
+    CREDSPEC_GRANTS_SELECTOR,
     INSTANCE_LABEL,
     NAME_LABEL,
     Conflict,
@@ -835,8 +836,7 @@ def _secrets_in_use(reconciler, removed):
 def ensure_absent(module, cluster, reconciler, plans):
     credspecs = {item["metadata"]["name"]: item for item in reconciler.prefetch("GMSACredentialSpec")}
     removed = {plan["name"] for plan in plans}
-    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={CREDSPEC_COMPONENT}"
-    grants = _by_owner(reconciler.prefetch("ClusterRole", label_selector=selector) + reconciler.prefetch("RoleBinding", label_selector=selector))
+    grants = _by_owner([obj for kind in ("ClusterRole", "RoleBinding") for obj in reconciler.prefetch(kind, label_selector=CREDSPEC_GRANTS_SELECTOR)])
     results = []
     files_changed = []
     doomed = [

@@ -83,6 +83,8 @@ class Outcome:
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 CREDSPEC_COMPONENT = "gmsa-credspec"
+# The grants (ClusterRoles, RoleBindings) this collection made for credspecs.
+CREDSPEC_GRANTS_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={CREDSPEC_COMPONENT}"
 
 
 def is_managed(obj: dict[str, Any] | None) -> bool:
@@ -94,7 +96,7 @@ def credspecs_with_grants(cluster: Cluster) -> list[str]:
 
     Without the CRD these are the credspecs a deletion of the CRD took with it: the grants outlive them.
     """
-    roles = cluster.list("ClusterRole", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{NAME_LABEL}={CREDSPEC_COMPONENT}")
+    roles = cluster.list("ClusterRole", label_selector=CREDSPEC_GRANTS_SELECTOR)
     return sorted({(role["metadata"].get("labels") or {}).get(INSTANCE_LABEL) for role in roles} - {None})
 
 
