@@ -60,7 +60,6 @@ KINDS = "namespaces,serviceaccounts,secrets,configmaps,roles,rolebindings,cluste
         "mutatingwebhookconfigurations,validatingwebhookconfigurations"
 # In a dry run two steps cannot run as such (their namespace does not exist yet): they report what they would create.
 DRY_RUN_STANDS_IN_FOR = {
-    "Predict the service accounts of namespaces this run would create (check mode)": "Create the missing service accounts",
     "Predict the workload of a namespace this run would create (check mode)": f"Apply the workload running as the gMSA of credspec {CREDSPEC}",
 }
 
@@ -190,8 +189,7 @@ def test_the_dry_run_reports_the_steps_the_real_run_takes(dry_then_real):
         "Ensure the portable identity is present",
         "Ensure the gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
-        "Create the missing namespaces",
-        "Create the missing service accounts",
+        "Ensure the namespaces and service accounts of the workloads, state present",
         "Ensure the credential specs, their RBAC and identity Secrets are present",
         f"Apply the workload running as the gMSA of credspec {CREDSPEC}",
     } <= set(predicted), predicted
@@ -289,15 +287,16 @@ def test_cleanup_keeps_a_namespace_that_holds_an_application_object(dry_then_rea
     assert json.loads(kubectl(lab, "get", "configmap", "app-settings", "-n", NAMESPACE, "-o", "json"))["data"] == {"greeting": "hello"}
     left = [(kind, name) for kind, namespace, name, _version in cluster_snapshot(user) if namespace == NAMESPACE or kind == "Namespace"]
     assert sorted(left) == [("ConfigMap", "app-settings"), ("ConfigMap", "kube-root-ca.crt"), ("Namespace", NAMESPACE), ("ServiceAccount", "default")], left
-    said = [
-        event["event_data"]["res"]["msg"]
+    kept = [
+        event["event_data"]["res"]
         for event in events
-        if event["event"] == "runner_item_on_ok" and event["event_data"]["task"] == "Say which namespaces stay, and the objects of others that keep them"
+        if event["event"] == "runner_on_ok" and event["event_data"]["task"] == "Ensure the namespaces and service accounts of the workloads, state absent"
     ]
-    assert any(f"Namespace {NAMESPACE} " in message and "ConfigMap/app-settings" in message for message in said), said
+    assert kept and kept[0]["kept_namespaces"] == [{"name": NAMESPACE, "objects": ["ConfigMap/app-settings"]}], kept
+    assert any(f"namespace {NAMESPACE} was created by the collection but is kept" in warning for warning in kept[0]["warnings"]), kept
 
     kubectl(lab, "delete", "configmap", "app-settings", "-n", NAMESPACE)
     runner, events = run(user, "wincontainers.gmsa.cleanup")
     assert runner.status == "successful", runner.stdout.read()[-5000:]
-    assert "Delete the namespaces the collection created that hold nothing else" in changed_tasks(events)
+    assert "Ensure the namespaces and service accounts of the workloads, state absent" in changed_tasks(events)
     assert [item for item in cluster_snapshot(user) if item[0] == "Namespace" and item[2] == NAMESPACE] == []

@@ -241,16 +241,37 @@ class Reconciler:
         Each wave starts when the one before has finished, so its objects may depend on theirs; the objects of one
         wave must not depend on each other. After a failure, later waves are not attempted.
         """
+
+        def settle(desired: dict[str, Any]) -> Callable[[], Outcome] | None:
+            stamped = with_digest(desired)
+            # Unchanged objects are settled here, without a thread; an unknown one is read by its write's thread.
+            before = self.live(desired) if self.known(desired) else None
+            if before is not None and contains(before, stamped):
+                self._record(Outcome(object_ref(desired), "unchanged", before, before))
+                return None
+            return functools.partial(self._apply, desired, stamped)
+
+        self._run_waves(waves, settle)
+
+    def create_all(self, *waves: list[dict[str, Any]]) -> None:
+        """Create each object that does not exist, in waves as :meth:`apply_all`; one that exists is left exactly as it is.
+
+        Unlike an apply, a create never takes over an object someone made between the read and the write (the API
+        server answers 409 AlreadyExists), so nobody else's object gets the collection's labels.
+        """
+
+        def settle(desired: dict[str, Any]) -> Callable[[], Outcome] | None:
+            before = self.live(desired)
+            if before is not None:
+                self._record(Outcome(object_ref(desired), "unchanged", before, before))
+                return None
+            return functools.partial(self._create, desired)
+
+        self._run_waves(waves, settle)
+
+    def _run_waves(self, waves: tuple[list[dict[str, Any]], ...], settle: Callable[[dict[str, Any]], Callable[[], Outcome] | None]) -> None:
         for position, objects in enumerate(waves):
-            writes = []
-            for desired in objects:
-                stamped = with_digest(desired)
-                # Unchanged objects are settled here, without a thread; an unknown one is read by its write's thread.
-                before = self.live(desired) if self.known(desired) else None
-                if before is not None and contains(before, stamped):
-                    self._record(Outcome(object_ref(desired), "unchanged", before, before))
-                else:
-                    writes.append((object_ref(desired), functools.partial(self._apply, desired, stamped)))
+            writes = [(object_ref(desired), write) for desired in objects if (write := settle(desired)) is not None]
             failures, skipped = self._run_all(writes)
             if failures:
                 for obj in (obj for later in waves[position + 1:] for obj in later):
@@ -293,6 +314,23 @@ class Reconciler:
             else:
                 self._record(future.result())
         return failures, skipped
+
+    def _create(self, desired: dict[str, Any]) -> Outcome:
+        try:
+            after = self.cluster.create(desired, dry_run=self.check_mode)
+        except ApiError as error:
+            if error.status == 409:
+                # Made by someone else since the read: theirs, left as it is.
+                kind, namespace, name = self._key(desired)
+                live = self._known[self._key(desired)] = _slim(self.cluster.get(kind, name, namespace))
+                return Outcome(object_ref(desired), "unchanged", live, live)
+            if self.check_mode and error.status == 404:
+                self.unvalidated.append(f"{object_ref(desired)}: {error}")
+                return Outcome(object_ref(desired), "created", None, desired)
+            raise
+        if not self.check_mode:
+            self._known[self._key(desired)] = after = _slim(after)
+        return Outcome(object_ref(desired), "created", None, after)
 
     def _server_apply(self, stamped: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import time
@@ -89,6 +90,7 @@ KINDS = {
     kind.kind: kind
     for kind in (
         Kind("v1", "Namespace", "namespaces", False),
+        Kind("v1", "Node", "nodes", False),
         Kind("v1", "ServiceAccount", "serviceaccounts", True),
         Kind("v1", "Secret", "secrets", True),
         Kind("v1", "Service", "services", True),
@@ -130,6 +132,10 @@ class ApiError(Exception):
 # The cause the NamespaceLifecycle admission plugin adds to its 403 for a namespace being deleted
 # (k8s.io/apiserver pkg/admission/plugin/namespace/lifecycle/admission.go): not an RBAC refusal.
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+# A webhook's or an admission policy's refusal is a 403 too (webhooks such as windows-gmsa answer http.StatusForbidden),
+# worded by k8s.io/apiserver: pkg/admission/plugin/webhook/errors/statuserror.go ToStatusErr ('admission webhook %q
+# denied the request: ...') and pkg/admission/plugin/policy/validating/dispatcher.go ('... denied request: ...').
+_ADMISSION_DENIAL = re.compile(r"admission webhook \"[^\"]*\" denied the request|ValidatingAdmissionPolicy '[^']*'( with binding '[^']*')? denied request")
 
 
 def _server_message(error: DynamicApiError) -> tuple[str, str, list[str]]:
@@ -225,6 +231,8 @@ class Cluster:
         message, reason, causes = _server_message(error)
         if error.status == 403 and NAMESPACE_TERMINATING_CAUSE in causes:
             message = f"refused because the namespace is being deleted (wait until it is gone, then retry): {message}"
+        elif error.status == 403 and _ADMISSION_DENIAL.search(message):
+            message = f"refused by admission: {message}"
         elif error.status == 403:
             message = f"forbidden by RBAC: {message}"
         if retries:
@@ -242,6 +250,33 @@ class Cluster:
             raise
         return any(resource.get("name") == entry.plural for resource in resources)
 
+    def namespaced_kinds(self) -> tuple[list[Kind], list[str]]:
+        """Every namespaced kind the API server can list, at its group's preferred version, by API discovery.
+
+        Also returns the group versions whose discovery failed (an aggregated API that is down answers 503): what
+        their kinds hold in a namespace is unknown.
+        """
+        group_versions = ["v1"] + [
+            group["preferredVersion"]["groupVersion"]
+            for group in self._request("get", "/apis", "discovering the API groups").get("groups") or []
+            if group.get("preferredVersion")
+        ]
+        kinds, failed = [], []
+        for group_version in group_versions:
+            path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+            try:
+                resources = self._request("get", path, f"discovering {group_version}").get("resources") or []
+            except ApiError as error:
+                failed.append(f"{group_version} ({error})")
+                continue
+            kinds.extend(
+                Kind(group_version, resource["kind"], resource["name"], True)
+                for resource in resources
+                # A name with a slash is a subresource (pods/log), not a kind of object.
+                if resource.get("namespaced") and "/" not in resource["name"] and "list" in (resource.get("verbs") or [])
+            )
+        return kinds, failed
+
     def server_version(self) -> tuple[int, int]:
         """The API server's (major, minor) version, from /version (a minor such as "30+" counts as 30)."""
         version = self._request("get", "/version", "reading the API server's version")
@@ -257,14 +292,15 @@ class Cluster:
             raise
 
     def list(
-        self, kind: str, namespace: str | None = None, label_selector: str | None = None, field_selector: str | None = None,
+        self, kind: str | Kind, namespace: str | None = None, label_selector: str | None = None, field_selector: str | None = None,
         metadata_only: bool = False,
     ) -> list[dict[str, Any]]:
         """The objects of a kind (in all namespaces when ``namespace`` is None); empty when the kind is not served.
 
-        ``metadata_only`` reads only each object's metadata (a Secret's data stays on the server).
+        ``kind`` is a name in :data:`KINDS` or a discovered :class:`Kind`. ``metadata_only`` reads only each
+        object's metadata (a Secret's data stays on the server).
         """
-        entry = KINDS[kind]
+        entry = kind if isinstance(kind, Kind) else KINDS[kind]
         headers = {"Accept": METADATA_ONLY} if metadata_only else {}
         items: list[dict[str, Any]] = []
         page: str | None = None
@@ -280,7 +316,7 @@ class Cluster:
                 raise
             # List items carry neither apiVersion nor kind; the rest of the collection expects both. An empty
             # PartialObjectMetadataList has "items": null (a nil slice, k8s.io/apimachinery meta/v1 types.go).
-            items.extend(dict(item, apiVersion=entry.api_version, kind=kind) for item in answer.get("items") or [])
+            items.extend(dict(item, apiVersion=entry.api_version, kind=entry.kind) for item in answer.get("items") or [])
             page = (answer.get("metadata") or {}).get("continue")
             if not page:
                 return items
@@ -340,8 +376,9 @@ class Cluster:
 
 
 def _configured_host(module: AnsibleK8SModule) -> str:
-    """The API server the module was pointed at: its host option, else what kubernetes.core loaded from the kubeconfig."""
-    return module.params.get("host") or Configuration.get_default_copy().host
+    """The API server the module was pointed at: its host option or K8S_AUTH_HOST (which kubernetes.core reads itself,
+    not through the option's spec), else what kubernetes.core loaded from the kubeconfig."""
+    return module.params.get("host") or os.environ.get("K8S_AUTH_HOST") or Configuration.get_default_copy().host or "the kubeconfig's server"
 
 
 def cluster_module(argument_spec: dict[str, Any], **kwargs: Any) -> AnsibleK8SModule:

@@ -51,6 +51,20 @@ def test_other_forbidden_answers_are_rbac():
         _refusing_cluster(RBAC).apply({"kind": "ServiceAccount", "metadata": {"name": "gmsa-webhook", "namespace": "gmsa-webhook"}})
 
 
+@pytest.mark.parametrize("denial", [
+    # k8s.io/apiserver pkg/admission/plugin/webhook/errors/statuserror.go ToStatusErr, with windows-gmsa's 403
+    # (admission-webhook/webhook.go podAdmissionError code http.StatusForbidden).
+    'admission webhook "admission.windows-gmsa.sigs.k8s.io" denied the request: service account "default" is not authorized to `use` gMSA cred spec',
+    # k8s.io/apiserver pkg/admission/plugin/policy/validating/dispatcher.go
+    "namespaces \"web\" is forbidden: ValidatingAdmissionPolicy 'gmsa-opt-out-label' with binding 'gmsa-opt-out-label' denied request: only members",
+])
+def test_an_admission_refusal_is_not_reported_as_rbac(denial):
+    body = {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403, "message": denial}
+    with pytest.raises(ApiError) as refused:
+        _refusing_cluster(body).create({"kind": "Pod", "metadata": {"name": "probe", "namespace": "web"}}, dry_run=True)
+    assert str(refused.value) == f"creating Pod web/probe: refused by admission: {denial}"
+
+
 class _Answer:
     def __init__(self, document):
         self.data = json.dumps(document)
@@ -122,6 +136,26 @@ def test_a_metadata_listing_asks_for_partial_object_metadata():
     cluster, requests = _cluster_answering({"kind": "PartialObjectMetadataList", "items": None, "metadata": {}})
     assert cluster.list("Secret", "apps", metadata_only=True) == []
     assert requests[0][2]["header_params"] == {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+
+
+def test_namespaced_kinds_are_the_listable_namespaced_resources_of_each_preferred_version():
+    cluster, requests = _cluster_answering(
+        {"groups": [{"name": "apps", "preferredVersion": {"groupVersion": "apps/v1"}}, {"name": "metrics.k8s.io", "preferredVersion": {"groupVersion": "metrics.k8s.io/v1beta1"}}]},
+        {"resources": [
+            {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "list"]},
+            {"name": "pods/log", "kind": "Pod", "namespaced": True, "verbs": ["get"]},
+            {"name": "bindings", "kind": "Binding", "namespaced": True, "verbs": ["create"]},
+            {"name": "nodes", "kind": "Node", "namespaced": False, "verbs": ["list"]},
+        ]},
+        {"resources": [{"name": "deployments", "kind": "Deployment", "namespaced": True, "verbs": ["list"]}]},
+        -503,
+    )
+    kinds, failed = cluster.namespaced_kinds()
+    assert [(kind.api_version, kind.kind, kind.path("web")) for kind in kinds] == [
+        ("v1", "ConfigMap", "/api/v1/namespaces/web/configmaps"), ("apps/v1", "Deployment", "/apis/apps/v1/namespaces/web/deployments"),
+    ]
+    assert len(failed) == 1 and failed[0].startswith("metrics.k8s.io/v1beta1 (discovering metrics.k8s.io/v1beta1:")
+    assert [path for _method, path, _params in requests] == ["/apis", "/api/v1", "/apis/apps/v1", "/apis/metrics.k8s.io/v1beta1"]
 
 
 @pytest.mark.parametrize(("answer", "version"), [({"major": "1", "minor": "36"}, (1, 36)), ({"major": "1", "minor": "30+"}, (1, 30)), ({}, (0, 0))])
