@@ -75,7 +75,7 @@ lab-status: ## show what of the lab runs (no secrets)
 	$(LAB) status
 
 integration: lab-up demo-clean ## integration tests against the lab's real servers
-	$(PY) -m pytest tests/integration -q -rs -m "not lab_restart"
+	$(PY) -m pytest tests/integration -q -rs
 
 # The suites assume no other webhook intercepts their namespaces: what `make demo` (or a benchmark) left would.
 demo-clean: lab-up ## take what make demo made off the lab (the cleanup playbook on its inventory; AD objects stay)
@@ -126,7 +126,6 @@ host-clean: lab-down ## purge what the lab installed on this machine (only what 
 
 chaos: lab-up ## the site-like play interrupted (SIGINT/SIGKILL) at random points 20 times; WGMSA_CHAOS_SEED=N replays a run
 	WGMSA_CHAOS_RUNS=$${WGMSA_CHAOS_RUNS:-20} $(PY) -m pytest tests/integration/test_chaos.py -q -rs -s
-	$(PY) -m pytest tests/integration -q -rs -m lab_restart
 
 clean: ## remove build output (keeps the virtual environment)
 	rm -rf build tests/output

@@ -9,13 +9,6 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "lab_restart: restarts a killed control plane of the lab; run by make chaos, not make test (see the test's docstring)",
-    )
-
-
 @pytest.fixture(params=["ldap", "winrm"])
 def params(request, ldap_params) -> dict:
     """The domain modules' connection options, once for each transport (the winrm endpoint starts only when needed)."""

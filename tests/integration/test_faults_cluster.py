@@ -260,18 +260,16 @@ def test_a_control_plane_process_paused_mid_batch_only_slows_the_run(lab, compon
         remove_batch(lab)
 
 
-@pytest.mark.lab_restart
 @pytest.mark.usefixtures("installed")
 def test_an_api_server_killed_mid_batch_fails_clearly_and_a_rerun_after_its_restart_completes_the_batch(lab):
-    """In make chaos only: on 2026-12-01 the lab's restart of the killed kube-apiserver (kwokctl start) did not get
-    it ready within 60 s in this test, in both runs that day, while the same restart of an idle cluster took 7 s.
-    The collection's part (the clear error) passed each time; the lab's restart is what is still being found."""
+    """The restart comes right after the kill, while the killed process may still be a zombie that kwokctl would
+    take for running: kube.up starts it anyway (kube._forget_stopped_components), as a kubelet would."""
     try:
         play = signal_mid_batch(lab, "kube-apiserver", lambda pid: os.kill(pid, signal.SIGKILL))
         assert play.rc != 0
         assert "cannot reach the Kubernetes API server at %s" % lab["server"] in play.result["msg"], play.result["msg"]
         assert play.result["changed"] is True and play.result["objects"]
-        kube.up(lab["state_dir"], lab["cluster"])  # kwokctl starts what does not run
+        kube.up(lab["state_dir"], lab["cluster"])  # starts what does not run
         rerun = run_play(lab, [credspec_task(BATCH)])
         assert rerun.rc == 0, rerun.output
         assert_converged(lab)

@@ -280,7 +280,10 @@ def _ensure_cluster(state_dir, cluster, binaries):
     elif not os.path.exists(kubeconfig_path(state_dir)):
         raise LabError("cluster %s in %s was left half-created (no kubeconfig): run `make lab-down` first" % (cluster, state_dir))
     _ensure_forwarder(state_dir, cluster, int(_server(state_dir, binaries).rsplit(":", 1)[1]))
-    if not _is_ready(state_dir, binaries):
+    # As a kubelet restarts a control plane's static pods: whatever exited or was killed starts again. That
+    # includes kube-controller-manager and kube-scheduler, which exit when they cannot renew their leader lease
+    # (about 10 s without an API server) while /readyz of a restarted API server says ok.
+    if _forget_stopped_components(state_dir, cluster) or not _is_ready(state_dir, binaries):
         # Starts only the components that do not run (kwok pkg/kwokctl/runtime/binary/cluster_operation.go).
         _kwokctl(state_dir, cluster, binaries, "start", "cluster")
         _wait_ready(state_dir, cluster, binaries)
@@ -329,16 +332,40 @@ def _read_pid(path):
         return None
 
 
+def _pid_path(state_dir, cluster, component):
+    # Where kwokctl records the PID of a component it started (kwok pkg/kwokctl/runtime/exec.go, ForkExec).
+    return os.path.join(_cluster_dir(state_dir, cluster), "pids", component + ".pid")
+
+
 def _tracked_components(state_dir, cluster):
     """{pid: binary name} of the processes kwokctl recorded for the cluster."""
-    pids_dir = os.path.join(_cluster_dir(state_dir, cluster), "pids")
     tracked = {}
-    for name in os.listdir(pids_dir) if os.path.isdir(pids_dir) else []:
-        pid = _read_pid(os.path.join(pids_dir, name))
-        component = name.removesuffix(".pid")
-        if pid and component in COMPONENT_BINARIES:
-            tracked[pid] = COMPONENT_BINARIES[component]
+    for component, binary in COMPONENT_BINARIES.items():
+        pid = _read_pid(_pid_path(state_dir, cluster, component))
+        if pid:
+            tracked[pid] = binary
     return tracked
+
+
+def _forget_stopped_components(state_dir, cluster):
+    """Remove the PID file of each component that does not run what kwokctl recorded; return those components.
+
+    kwokctl starts a component only if no PID file names a process that answers signal 0 (kwok
+    pkg/kwokctl/runtime/exec.go ForkExec; pkg/utils/exec/cmd_other.go isRunning). A killed process answers it
+    until its parent reaps it, and a kwokctl-started process's parent is PID 1 (its reaper here took 1-2 s);
+    a reused PID answers it for good. Either way kwokctl would report the component "already started" and wait
+    2 minutes for an API server that is not there. Without the file, it starts the component.
+    """
+    stopped = []
+    for component, binary in COMPONENT_BINARIES.items():
+        path = _pid_path(state_dir, cluster, component)
+        pid = _read_pid(path)
+        if pid and netns.is_running(pid, binary):  # a zombie does not count as running
+            continue
+        stopped.append(component)
+        if os.path.exists(path):
+            os.remove(path)
+    return stopped
 
 
 def component_pid(state_dir, cluster, component):
