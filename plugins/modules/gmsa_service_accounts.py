@@ -183,7 +183,9 @@ def main():
         else:
             kept = ensure_absent(module, cluster, reconciler, namespaces, accounts)
     except (ApiError, WaitTimeout) as error:
-        module.fail_json(msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [], kept_namespaces=kept)
+        module.fail_json(
+            msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [], kept_namespaces=kept
+        )
     for warning in reconciler.warnings():
         module.warn(warning)
     module.exit_json(kept_namespaces=kept, **reconciler.result(module._diff))

@@ -15,12 +15,14 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_service_accounts
 
 MANAGED = {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}
+TOKEN = "kubernetes.io/service-account-token"
 KINDS = [Kind("v1", "ServiceAccount", "serviceaccounts", True), Kind("v1", "ConfigMap", "configmaps", True), Kind("v1", "Secret", "secrets", True),
          Kind("v1", "Event", "events", True), Kind("apps/v1", "Deployment", "deployments", True)]
 
 
 def _object(kind, name, namespace=None, labels=None, **metadata):
-    return {"apiVersion": "v1", "kind": kind, "metadata": dict(metadata, name=name, **({"namespace": namespace} if namespace else {}), labels=dict(labels or {}))}
+    metadata = dict(metadata, name=name, labels=dict(labels or {}), **({"namespace": namespace} if namespace else {}))
+    return {"apiVersion": "v1", "kind": kind, "metadata": metadata}
 
 
 class FakeApiServer:
@@ -134,7 +136,7 @@ def _our_namespace_holding(*objects):
         # What Kubernetes makes in every namespace, and what goes with its owner or is history.
         _object("ServiceAccount", "default", "web"),
         _object("ConfigMap", "kube-root-ca.crt", "web"),
-        dict(_object("Secret", "default-token-x", "web", annotations={"kubernetes.io/service-account.name": "default"}), type="kubernetes.io/service-account-token"),
+        dict(_object("Secret", "default-token-x", "web", annotations={"kubernetes.io/service-account.name": "default"}), type=TOKEN),
         _object("Event", "app.1", "web"),
         _object("Deployment", "rs-owned", "web", ownerReferences=[{"kind": "Deployment", "name": "x"}]),
         *objects,
@@ -151,7 +153,7 @@ def test_removal_deletes_our_accounts_then_our_namespace_when_it_holds_nothing_e
 @pytest.mark.parametrize(("extra", "reason"), [
     (_object("ConfigMap", "app-settings", "web"), "ConfigMap/app-settings"),
     # A token Secret of another account is an application's credential, not the namespace's own.
-    (dict(_object("Secret", "app-token", "web", annotations={"kubernetes.io/service-account.name": "app2"}), type="kubernetes.io/service-account-token"),
+    (dict(_object("Secret", "app-token", "web", annotations={"kubernetes.io/service-account.name": "app2"}), type=TOKEN),
      "Secret/app-token"),
     (_object("ServiceAccount", "app2", "web"), "ServiceAccount/app2"),
 ])
@@ -169,7 +171,8 @@ def test_what_cannot_be_read_keeps_the_namespace(monkeypatch, capsys, server_arg
     server.unlistable, server.undiscovered = set(server_args.get("unlistable", ())), server_args.get("undiscovered", [])
     result = _run(monkeypatch, capsys, server, {"state": "absent", "service_accounts": ACCOUNTS["service_accounts"][:2]})
     assert ("Namespace", None, "web") in server.objects
-    assert len(result["kept_namespaces"]) == 1 and ("could not list" in result["kept_namespaces"][0]["objects"][0] or "discovery failed" in result["kept_namespaces"][0]["objects"][0])
+    (kept,) = result["kept_namespaces"]
+    assert kept["name"] == "web" and ("could not list" in kept["objects"][0] or "discovery failed" in kept["objects"][0])
 
 
 def test_removal_never_deletes_what_the_collection_did_not_create(monkeypatch, capsys):

@@ -140,7 +140,10 @@ def test_a_metadata_listing_asks_for_partial_object_metadata():
 
 def test_namespaced_kinds_are_the_listable_namespaced_resources_of_each_preferred_version():
     cluster, requests = _cluster_answering(
-        {"groups": [{"name": "apps", "preferredVersion": {"groupVersion": "apps/v1"}}, {"name": "metrics.k8s.io", "preferredVersion": {"groupVersion": "metrics.k8s.io/v1beta1"}}]},
+        {"groups": [
+            {"name": "apps", "preferredVersion": {"groupVersion": "apps/v1"}},
+            {"name": "metrics.k8s.io", "preferredVersion": {"groupVersion": "metrics.k8s.io/v1beta1"}},
+        ]},
         {"resources": [
             {"name": "configmaps", "kind": "ConfigMap", "namespaced": True, "verbs": ["get", "list"]},
             {"name": "pods/log", "kind": "Pod", "namespaced": True, "verbs": ["get"]},
