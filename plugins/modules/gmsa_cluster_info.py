@@ -61,6 +61,7 @@ attributes:
 """
 
 EXAMPLES = r"""
+# Fragments: the credspec, workload and service account names are placeholders for your own.
 - name: Read the credspecs and the workload, and ask the webhook about two pods
   wincontainers.gmsa.gmsa_cluster_info:
     credspecs: [webapp01]

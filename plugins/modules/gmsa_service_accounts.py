@@ -69,6 +69,7 @@ attributes:
 """
 
 EXAMPLES = r"""
+# Fragments: the namespaces and service accounts are placeholders for your own.
 - name: Ensure the namespaces and service accounts the credspecs are bound to
   wincontainers.gmsa.gmsa_service_accounts:
     service_accounts:
