@@ -147,15 +147,27 @@ class PodNetwork:
         return _ip(*(("-n", self.api_netns) if self.api_netns else ()), *args)
 
     def create(self):
+        """All or nothing: a namespace left half made would never get its routes, as the next sync sees it exists."""
         netns.create(self.name)
-        self._api_side("link", "add", self.api_veth, "type", "veth", "peer", "name", self.pod_veth, "netns", self.name)
-        self._api_side("addr", "add", API_SIDE_ADDRESS + "/32", "dev", self.api_veth)
-        self._api_side("link", "set", self.api_veth, "up")
-        _ip("-n", self.name, "link", "set", self.pod_veth, "up")
-        _ip("-n", self.name, "route", "add", API_SIDE_ADDRESS + "/32", "dev", self.pod_veth)
-        for address in self.addresses:
-            _ip("-n", self.name, "addr", "add", address + "/32", "dev", self.pod_veth)
-            self._api_side("route", "add", address + "/32", "dev", self.api_veth, "src", API_SIDE_ADDRESS)
+        try:
+            self._api_side("link", "add", self.api_veth, "type", "veth", "peer", "name", self.pod_veth, "netns", self.name)
+            self._api_side("addr", "add", API_SIDE_ADDRESS + "/32", "dev", self.api_veth)
+            self._api_side("link", "set", self.api_veth, "up")
+            _ip("-n", self.name, "link", "set", self.pod_veth, "up")
+            _ip("-n", self.name, "route", "add", API_SIDE_ADDRESS + "/32", "dev", self.pod_veth)
+            for address in self.addresses:
+                _ip("-n", self.name, "addr", "add", address + "/32", "dev", self.pod_veth)
+                # replace, not add: kwok hands a pod IP out again once the pod that had it is deleted (sigs.k8s.io/kwok
+                # pkg/kwok/controllers/pod_controller.go, recyclingPodIP on informer.Deleted), and the route of that
+                # pod's namespace can outlive it by a moment (a namespace goes with its last process). Left there, it
+                # would send the API server's calls for this pod into the old namespace: connection refused.
+                stale = self._api_side("route", "show", address + "/32").strip()
+                if stale:
+                    LOG.info("namespace %s: %s was still routed (%s) from a pod that is gone; routed here now", self.name, address, stale)
+                self._api_side("route", "replace", address + "/32", "dev", self.api_veth, "src", API_SIDE_ADDRESS)
+        except WebhookError:
+            self.remove()
+            raise
         return self
 
     def remove(self):
