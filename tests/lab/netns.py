@@ -88,6 +88,16 @@ def is_running(pid, marker):
     return not zombie and marker.encode() in arguments
 
 
+def _exiting(pid):
+    """Whether pid has not finished exiting: a process closes its files (a listening socket) late in its exit,
+    after its command line has already gone empty (Linux do_exit: exit_mm, then exit_files), and is a zombie after."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def stop(processes, timeout=10):
     """Stop each {pid: marker} that still runs what marker names: SIGTERM, then SIGKILL after timeout seconds
     (timeout 0: SIGKILL at once)."""
@@ -101,7 +111,8 @@ def stop(processes, timeout=10):
             except ProcessLookupError:
                 pass  # it exited since the check
         deadline = time.monotonic() + wait
-        while any(is_running(pid, marker) for pid, marker in running.items()) and time.monotonic() < deadline:
+        # Until each has exited, not only until its command line is gone: its port may be bound again right after.
+        while any(_exiting(pid) for pid in running) and time.monotonic() < deadline:
             time.sleep(0.1)
     survivors = sorted(pid for pid, marker in processes.items() if is_running(pid, marker))
     if survivors:
