@@ -111,7 +111,7 @@ kept_namespaces:
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _namespaces
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Reconciler, is_managed
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster, cluster_module
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter import WaitTimeout, namespace_gone, wait_for
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter import WaitTimeout, namespaces_gone, wait_for
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_label, validate_k8s_subdomain
 
 ARGUMENT_SPEC = dict(
@@ -155,11 +155,7 @@ def ensure_absent(module, cluster, reconciler, namespaces, accounts):
     deleted = [name for name in ours if name not in holding]
     reconciler.delete_all([_namespaces.namespace(name) for name in deleted])
     if deleted and module.params["wait"] and not module.check_mode:
-        wait_for(
-            lambda: next((status for status in (namespace_gone(cluster.get("Namespace", name)) for name in deleted) if not status[0]), (True, "")),
-            f"the deletion of namespaces {', '.join(deleted)}",
-            module.params["wait_timeout"],
-        )
+        wait_for(lambda: namespaces_gone(cluster, deleted), f"the deletion of namespaces {', '.join(deleted)}", module.params["wait_timeout"])
     for name, objects in holding.items():
         module.warn(f"namespace {name} was created by the collection but is kept: it holds objects the collection did not create ({', '.join(objects)})")
     return [{"name": name, "objects": objects} for name, objects in holding.items()]

@@ -449,7 +449,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._waiter
     admission_status,
     deployment_status,
     endpoints_status,
-    namespace_gone,
+    namespaces_gone,
     wait_for,
 )
 
@@ -744,7 +744,7 @@ def settle_namespace(module, cluster, reconciler, settings):
     live = reconciler.live(namespace)
     if live is not None and (live.get("status") or {}).get("phase") == "Terminating":
         what = f"namespace {settings.namespace} to finish terminating before the webhook is installed in it again"
-        wait_for(lambda: namespace_gone(cluster.get("Namespace", settings.namespace)), what, module.params["wait_timeout"])
+        wait_for(lambda: namespaces_gone(cluster, [settings.namespace]), what, module.params["wait_timeout"])
         reconciler.forget(namespace)
         live = None
     return live
@@ -1006,7 +1006,7 @@ def uninstall(module, cluster, reconciler, settings):
     if reconciler.delete(manifests.namespace(settings)) and module.params["wait"] and not module.check_mode:
         # Deleted in the background: a new install right after must not find it terminating.
         what = f"namespace {settings.namespace} to finish terminating"
-        wait_for(lambda: namespace_gone(cluster.get("Namespace", settings.namespace)), what, module.params["wait_timeout"])
+        wait_for(lambda: namespaces_gone(cluster, [settings.namespace]), what, module.params["wait_timeout"])
     if module.params["remove_crd"]:
         reconciler.delete(crd, force=True)
     return {}

@@ -51,6 +51,16 @@ def namespace_gone(namespace: dict[str, Any] | None) -> tuple[bool, str]:
     return False, f"namespace {namespace['metadata']['name']} is {phase}" + (f" ({'; '.join(conditions)})" if conditions else "")
 
 
+def namespaces_gone(cluster: Cluster, names: list[str]) -> tuple[bool, str]:
+    """Whether every namespace of ``names`` has finished terminating; if not, what the first one still is."""
+    detail = "no namespace to wait for"
+    for name in names:
+        gone, detail = namespace_gone(cluster.get("Namespace", name))
+        if not gone:
+            return False, detail
+    return True, detail
+
+
 def endpoints_status(slices: list[dict[str, Any]], pods: list[dict[str, Any]], what: str) -> tuple[bool, str]:
     """Whether a Service's ready endpoints are all among ``pods`` and none is terminating (pure): traffic has moved.
 

@@ -85,6 +85,20 @@ def test_a_terminating_namespace_is_not_gone_until_the_api_server_forgets_it():
     assert _waiter.namespace_gone(None) == (True, "the namespace is gone")
 
 
+def test_namespaces_are_gone_only_when_each_is_and_the_first_left_is_named():
+    class Namespaces:
+        def __init__(self, live):
+            self.live = live
+
+        def get(self, kind, name, namespace=None):
+            assert (kind, namespace) == ("Namespace", None)
+            return self.live.get(name)
+
+    terminating = {"metadata": {"name": "web"}, "status": {"phase": "Terminating"}}
+    assert _waiter.namespaces_gone(Namespaces({"web": terminating}), ["ops", "web"]) == (False, "namespace web is Terminating")
+    assert _waiter.namespaces_gone(Namespaces({}), ["ops", "web"]) == (True, "the namespace is gone")
+
+
 def test_traffic_has_moved_only_when_every_ready_endpoint_is_a_wanted_pod_that_is_not_shutting_down():
     def slices(*pods):
         return [{"endpoints": [{"targetRef": {"name": pod}, "conditions": {"ready": ready}} for pod, ready in pods]}]
