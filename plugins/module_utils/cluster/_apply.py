@@ -321,11 +321,10 @@ class Reconciler:
         except ApiError as error:
             if error.status == 409:
                 # Made by someone else since the read: theirs, left as it is.
-                kind, namespace, name = self._key(desired)
-                live = self._known[self._key(desired)] = _slim(self.cluster.get(kind, name, namespace))
+                kind, namespace, name = key = self._key(desired)
+                live = self._known[key] = _slim(self.cluster.get(kind, name, namespace))
                 return Outcome(object_ref(desired), "unchanged", live, live)
-            if self.check_mode and error.status == 404:
-                self.unvalidated.append(f"{object_ref(desired)}: {error}")
+            if self._predicted(desired, error):
                 return Outcome(object_ref(desired), "created", None, desired)
             raise
         if not self.check_mode:
@@ -336,12 +335,20 @@ class Reconciler:
         try:
             return self.cluster.apply(stamped, dry_run=self.check_mode)
         except ApiError as error:
-            # In check mode a new object's namespace or CRD may be planned by this very run, so the dry run
-            # cannot succeed yet: predict the object from the manifest and say it was not validated.
-            if self.check_mode and before is None and error.status == 404:
-                self.unvalidated.append(f"{object_ref(stamped)}: {error}")
+            if before is None and self._predicted(stamped, error):
                 return stamped
             raise
+
+    def _predicted(self, new: dict[str, Any], error: ApiError) -> bool:
+        """Whether the failed dry run of a new object stands for a prediction, which is then noted as not validated.
+
+        In check mode a new object's namespace or CRD may be planned by this very run, so its dry run cannot succeed
+        yet (404): the object is predicted from the manifest.
+        """
+        if self.check_mode and error.status == 404:
+            self.unvalidated.append(f"{object_ref(new)}: {error}")
+            return True
+        return False
 
     def adopt(self, desired: dict[str, Any]) -> dict[str, Any]:
         """Make someone else's object exactly ``desired``, keeping its identity (uid, a Service's clusterIP).
