@@ -76,26 +76,29 @@ def of_cluster(netns):
     return [name for name in names if name == netns] + [name for name in names if name.startswith(netns + ".")]
 
 
+def _state(pid):
+    """The state letter of pid (R, S, Z...), or None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def is_running(pid, marker):
     """Whether pid runs and its command line contains marker (a recorded PID can be reused after a crash)."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
             arguments = cmdline.read()
-        with open("/proc/%d/stat" % pid, encoding="utf-8") as stat:
-            zombie = stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return not zombie and marker.encode() in arguments
+    return _state(pid) not in (None, "Z") and marker.encode() in arguments
 
 
 def _exiting(pid):
     """Whether pid has not finished exiting: a process closes its files (a listening socket) late in its exit,
     after its command line has already gone empty (Linux do_exit: exit_mm, then exit_files), and is a zombie after."""
-    try:
-        with open("/proc/%d/stat" % pid, encoding="utf-8") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    return _state(pid) not in (None, "Z", "X")
 
 
 def stop(processes, timeout=10):
