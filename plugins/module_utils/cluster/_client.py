@@ -3,8 +3,8 @@
 
 """Thin Kubernetes client for the cluster modules.
 
-Connection handling is kubernetes.core's (its options, ``K8S_AUTH_*`` environment, kubeconfig and context);
-this layer only adds what the modules need on top of its client:
+Connection options are kubernetes.core's (its options, ``K8S_AUTH_*`` environment, kubeconfig and context), carried
+out by one of the transports of :mod:`._connection`; this layer adds what the modules need:
 
 - a static table of the few kinds the collection writes, so no run pays for API discovery and check mode can
   name a kind whose CRD is not installed yet;
@@ -18,32 +18,21 @@ this layer only adds what the modules need on top of its client:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-
-try:
-    from kubernetes.client import Configuration
-    from kubernetes.client.rest import RESTClientObject
-    from kubernetes.dynamic.exceptions import DynamicApiError
-    from urllib3.exceptions import HTTPError as Urllib3Error
-except ImportError:  # AnsibleK8SModule reports the missing kubernetes library
-
-    class DynamicApiError(Exception):  # type: ignore[no-redef]
-        """Stand-in so the except clauses below stay valid without the kubernetes library."""
-
-    class Urllib3Error(Exception):  # type: ignore[no-redef]
-        """Stand-in, as above."""
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._connection import (
+    HttpTransport,
+    KubernetesTransport,
+    StatusError,
+    TransportError,
+    direct_endpoint,
+)
 
 FIELD_MANAGER = "wincontainers.gmsa"
 # Every object the collection creates carries this label; state=absent deletes nothing without it.
@@ -138,7 +127,7 @@ NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
 _ADMISSION_DENIAL = re.compile(r"admission webhook \"[^\"]*\" denied the request|ValidatingAdmissionPolicy '[^']*'( with binding '[^']*')? denied request")
 
 
-def _server_message(error: DynamicApiError) -> tuple[str, str, list[str]]:
+def _server_message(error: StatusError) -> tuple[str, str, list[str]]:
     """The server's message, its reason, and the types of the causes it gives."""
     try:
         body = json.loads(error.body)
@@ -149,7 +138,7 @@ def _server_message(error: DynamicApiError) -> tuple[str, str, list[str]]:
     return body.get("message", error.reason or ""), body.get("reason", ""), causes
 
 
-def _retry_after(error: DynamicApiError) -> int | None:
+def _retry_after(error: StatusError) -> int | None:
     """Seconds the server asks to wait before sending the request again, or None when it is not to be sent again."""
     if error.status != 429 and error.status < 500:
         return None
@@ -161,73 +150,41 @@ def _retry_after(error: DynamicApiError) -> int | None:
     return min(max(seconds, 0), REQUEST_TIMEOUT)
 
 
-class _DiscoveryTimedOut(Exception):
-    """Raised by the alarm into a discovery that got no answer; not an OSError, which urllib3 would retry."""
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float):
-    """Interrupt what blocks this (the main) thread after ``seconds`` by raising :class:`_DiscoveryTimedOut`.
-
-    Ansible bounds a task's action the same way (ansible/_internal/_errors/_task_timeout.py: SIGALRM).
-    """
-
-    def expire(_signum, _frame):
-        raise _DiscoveryTimedOut()
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 class Cluster:
-    """Requests against one API server, with kubernetes.core's client and connection options."""
+    """Requests against one API server, with kubernetes.core's connection options."""
 
     def __init__(self, module: AnsibleK8SModule) -> None:
-        # The client asks the server for /version, /api and /apis as it is created, without a timeout
-        # (kubernetes.dynamic.discovery Discoverer._load_server_info and LazyDiscoverer.discover send no
-        # _request_timeout, so urllib3 waits for ever): a peer that accepts and never answers would hang the module.
+        endpoint = direct_endpoint(module.params)
         try:
-            with _time_limit(REQUEST_TIMEOUT):
-                k8s_client = get_api_client(module=module)
-        except CoreException as error:
-            raise ApiError(f"cannot configure the Kubernetes client: {error}") from None
-        except (Urllib3Error, OSError) as error:
-            raise ApiError(f"cannot reach the Kubernetes API server at {_configured_host(module)}: {error}") from None
-        except _DiscoveryTimedOut:
-            raise ApiError(
-                f"cannot reach the Kubernetes API server at {_configured_host(module)}: no answer to API discovery within {REQUEST_TIMEOUT} s"
-            ) from None
-        # urllib3 sends a GET again after a timeout, 3 times by default (Retry.DEFAULT), each with the whole timeout:
-        # one request is one attempt here, and _request decides what is sent again.
-        k8s_client.configuration.retries = False
-        k8s_client.client.client.rest_client = RESTClientObject(k8s_client.configuration)
-        self._client = k8s_client.client
-        self.host = k8s_client.configuration.host
-        # urllib3 keeps this many connections to the server; more threads would each open a new TLS connection.
-        self.connection_pool_size = k8s_client.configuration.connection_pool_maxsize or 1
+            self._transport = HttpTransport(endpoint) if endpoint else KubernetesTransport(module, REQUEST_TIMEOUT)
+        except TransportError as error:
+            raise ApiError(str(error)) from None
+        except OSError as error:  # the CA or client certificate files cannot be read or do not hold what they should
+            raise ApiError(f"cannot configure the Kubernetes client for {endpoint.host}: {error}") from None
+        self.host = self._transport.host
+        # Requests this client sends at once at most; more threads would each open a new connection.
+        self.connection_pool_size = self._transport.pool_size
 
-    def _request(self, method: str, path: str, action: str, **params: Any) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, action: str, query: dict[str, Any] | None = None, body: Any = None, headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The answer to one request, sent again while the server asks for that; ``query`` entries that are None are left out."""
+        parameters = [(name, value) for name, value in (query or {}).items() if value is not None]
         retries = 0
         while True:
             try:
-                response = self._client.request(method, path, serialize=False, _request_timeout=REQUEST_TIMEOUT, **params)
-                return json.loads(response.data)
-            except DynamicApiError as error:
+                return json.loads(self._transport.send(method, path, parameters, dict(headers or {}), body, REQUEST_TIMEOUT))
+            except StatusError as error:
                 wait = _retry_after(error)
                 if wait is None or retries == MAX_RETRIES:
                     raise self._api_error(error, action, retries) from None
                 retries += 1
                 time.sleep(wait)
-            except (Urllib3Error, OSError) as error:
+            except TransportError as error:
                 raise ApiError(f"{action}: cannot reach the Kubernetes API server at {self.host}: {error}") from None
 
     @staticmethod
-    def _api_error(error: DynamicApiError, action: str, retries: int) -> ApiError:
+    def _api_error(error: StatusError, action: str, retries: int) -> ApiError:
         message, reason, causes = _server_message(error)
         if error.status == 403 and NAMESPACE_TERMINATING_CAUSE in causes:
             message = f"refused because the namespace is being deleted (wait until it is gone, then retry): {message}"
@@ -308,7 +265,7 @@ class Cluster:
             try:
                 answer = self._request(
                     "get", entry.path(namespace), f"listing {entry.plural}",
-                    label_selector=label_selector, field_selector=field_selector, limit=PAGE_SIZE, _continue=page, header_params=dict(headers),
+                    {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": PAGE_SIZE, "continue": page}, headers=headers,
                 )
             except ApiError as error:
                 if error.status == 404:
@@ -328,11 +285,10 @@ class Cluster:
             "patch",
             KINDS[obj["kind"]].path(metadata.get("namespace"), metadata["name"]),
             f"applying {object_ref(obj)}",
-            body=json.dumps(obj),
-            content_type="application/apply-patch+yaml",
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-            dry_run="All" if dry_run else None,
+            {"fieldManager": FIELD_MANAGER, "force": "true", "dryRun": "All" if dry_run else None},
+            body=obj,
+            # JSON is YAML: the apply patch is sent as JSON under the apply content type.
+            headers={"Content-Type": "application/apply-patch+yaml"},
         )
 
     def replace(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
@@ -342,9 +298,8 @@ class Cluster:
             "put",
             KINDS[obj["kind"]].path(metadata.get("namespace"), metadata["name"]),
             f"replacing {object_ref(obj)}",
+            {"fieldManager": FIELD_MANAGER, "dryRun": "All" if dry_run else None},
             body=obj,
-            field_manager=FIELD_MANAGER,
-            dry_run="All" if dry_run else None,
         )
 
     def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
@@ -353,9 +308,8 @@ class Cluster:
             "post",
             KINDS[obj["kind"]].path(metadata.get("namespace")),
             f"creating {object_ref(obj)}",
+            {"fieldManager": FIELD_MANAGER, "dryRun": "All" if dry_run else None},
             body=obj,
-            field_manager=FIELD_MANAGER,
-            dry_run="All" if dry_run else None,
         )
 
     def delete(self, obj: dict[str, Any], dry_run: bool = False) -> bool:
@@ -375,12 +329,9 @@ class Cluster:
         return True
 
 
-def _configured_host(module: AnsibleK8SModule) -> str:
-    """The API server the module was pointed at: its host option or K8S_AUTH_HOST (which kubernetes.core reads itself,
-    not through the option's spec), else what kubernetes.core loaded from the kubeconfig."""
-    return module.params.get("host") or os.environ.get("K8S_AUTH_HOST") or Configuration.get_default_copy().host or "the kubeconfig's server"
-
-
 def cluster_module(argument_spec: dict[str, Any], **kwargs: Any) -> AnsibleK8SModule:
-    """An AnsibleK8SModule taking kubernetes.core's connection options next to ``argument_spec``."""
-    return AnsibleK8SModule(argument_spec=dict(AUTH_ARG_SPEC, **argument_spec), supports_check_mode=True, **kwargs)
+    """An AnsibleK8SModule taking kubernetes.core's connection options next to ``argument_spec``.
+
+    It does not import the ``kubernetes`` client to check its version: only KubernetesTransport needs it, and checks.
+    """
+    return AnsibleK8SModule(argument_spec=dict(AUTH_ARG_SPEC, **argument_spec), supports_check_mode=True, check_k8s=False, check_pyyaml=False, **kwargs)

@@ -41,7 +41,9 @@ def test_collection_is_copied_in_after_the_layers_that_install_the_wheels(tmp_pa
     (collection / "MANIFEST.json").write_text("{}")
     path, _lab = ee.lab_definition(str(tmp_path), "localhost/base:x", str(collection), str(collection))
     context = tmp_path / "context"
-    subprocess.run([os.path.join(ee.BIN, "ansible-builder"), "create", "-f", path, "-c", str(context)], check=True, capture_output=True)
+    # The file name is fixed: by default ansible-builder names it after the runtime it finds (Dockerfile where docker is installed).
+    subprocess.run([os.path.join(ee.BIN, "ansible-builder"), "create", "-f", path, "-c", str(context), "--output-filename", "Containerfile"],
+                   check=True, capture_output=True)
     steps = (context / "Containerfile").read_text().splitlines()
     copy_collection = steps.index("COPY _build/collections/wincontainers.gmsa /usr/share/ansible/collections/ansible_collections/wincontainers/gmsa")
     final_stage = steps.index("FROM base AS final")

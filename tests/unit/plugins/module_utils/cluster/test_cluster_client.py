@@ -9,7 +9,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _client
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster
-from kubernetes.dynamic.exceptions import DynamicApiError
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._connection import StatusError
 
 # The body kube-apiserver sends when the NamespaceLifecycle admission plugin refuses a create
 # (k8s.io/apiserver pkg/admission/plugin/namespace/lifecycle/admission.go: NewForbidden plus a NamespaceTerminating
@@ -28,14 +28,19 @@ RBAC = {
 }
 
 
-def _refusing_cluster(body):
-    def request(*_args, **_kwargs):
-        raise DynamicApiError(SimpleNamespace(status=403, reason="Forbidden", body=json.dumps(body), headers={}))
-
+def _cluster_over(send):
+    """A Cluster whose transport is ``send``."""
     cluster = object.__new__(Cluster)
-    cluster._client = SimpleNamespace(request=request)
+    cluster._transport = SimpleNamespace(send=send)
     cluster.host = "https://127.0.0.1:6443"
     return cluster
+
+
+def _refusing_cluster(body):
+    def send(*_args):
+        raise StatusError(403, "Forbidden", json.dumps(body), {})
+
+    return _cluster_over(send)
 
 
 def test_a_terminating_namespace_is_not_reported_as_rbac():
@@ -65,28 +70,19 @@ def test_an_admission_refusal_is_not_reported_as_rbac(denial):
     assert str(refused.value) == f"creating Pod web/probe: refused by admission: {denial}"
 
 
-class _Answer:
-    def __init__(self, document):
-        self.data = json.dumps(document)
-
-
 def _cluster_answering(*answers):
     """A Cluster whose requests get ``answers`` in turn: a dict is a JSON answer, an int an error status (with
     ``Retry-After: 1`` when positive, without it when negative)."""
     requests = []
 
-    def request(method, path, **params):
-        requests.append((method, path, params))
+    def send(method, path, query, headers, _body, _timeout):
+        requests.append((method, path, dict(query, headers=headers)))
         answer = answers[len(requests) - 1]
         if isinstance(answer, int):
-            headers = {"Retry-After": "1"} if answer > 0 else {}
-            raise DynamicApiError(SimpleNamespace(status=abs(answer), reason="Too Many Requests", body="{}", headers=headers))
-        return _Answer(answer)
+            raise StatusError(abs(answer), "Too Many Requests", "{}", {"Retry-After": "1"} if answer > 0 else {})
+        return json.dumps(answer).encode()
 
-    cluster = object.__new__(Cluster)
-    cluster._client = SimpleNamespace(request=request)
-    cluster.host = "https://127.0.0.1:6443"
-    return cluster, requests
+    return _cluster_over(send), requests
 
 
 SERVICE_ACCOUNT = {"kind": "ServiceAccount", "metadata": {"name": "app", "namespace": "apps"}}
@@ -126,16 +122,16 @@ def test_a_list_is_read_page_by_page():
     items = cluster.list("Secret", "apps", label_selector="x=y")
     assert [item["metadata"]["name"] for item in items] == ["a", "b"]
     assert all(item["kind"] == "Secret" and item["apiVersion"] == "v1" for item in items)
-    assert [params["_continue"] for _method, _path, params in requests] == [None, "next"]
+    assert [params.get("continue") for _method, _path, params in requests] == [None, "next"]
     assert {params["limit"] for _method, _path, params in requests} == {_client.PAGE_SIZE}
-    assert all(params["label_selector"] == "x=y" and "Accept" not in params["header_params"] for _method, _path, params in requests)
+    assert all(params["labelSelector"] == "x=y" and "Accept" not in params["headers"] for _method, _path, params in requests)
 
 
 def test_a_metadata_listing_asks_for_partial_object_metadata():
     # kube-apiserver answers an empty PartialObjectMetadataList with "items": null.
     cluster, requests = _cluster_answering({"kind": "PartialObjectMetadataList", "items": None, "metadata": {}})
     assert cluster.list("Secret", "apps", metadata_only=True) == []
-    assert requests[0][2]["header_params"] == {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+    assert requests[0][2]["headers"] == {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
 def test_namespaced_kinds_are_the_listable_namespaced_resources_of_each_preferred_version():
@@ -163,10 +159,7 @@ def test_namespaced_kinds_are_the_listable_namespaced_resources_of_each_preferre
 
 @pytest.mark.parametrize(("answer", "version"), [({"major": "1", "minor": "36"}, (1, 36)), ({"major": "1", "minor": "30+"}, (1, 30)), ({}, (0, 0))])
 def test_server_version_reads_major_and_minor(answer, version):
-    cluster = object.__new__(Cluster)
-    cluster._client = SimpleNamespace(request=lambda *_args, **_kwargs: SimpleNamespace(data=json.dumps(answer)))
-    cluster.host = "https://127.0.0.1:6443"
-    assert cluster.server_version() == version
+    assert _cluster_over(lambda *_args: json.dumps(answer).encode()).server_version() == version
 
 
 # --- a hung API server: each request ends within its timeout, with an error naming the server ----------------------
@@ -176,24 +169,30 @@ TEST_TIMEOUT = 1
 MARGIN = 1.5
 
 
-def _cluster_module(host):
+# Impersonation is one of the settings only kubernetes.core's client carries out (_connection.direct_endpoint).
+THROUGH_KUBERNETES_CORE = {"impersonate_user": "system:serviceaccount:apps:deployer"}
+
+
+def _cluster_module(host, **options):
     """A cluster module's AnsibleK8SModule pointed at ``host`` with a token (no kubeconfig, no environment)."""
-    with patch_module_args({"host": host, "api_key": "not-a-real-token", "validate_certs": False}):
+    with patch_module_args({"host": host, "api_key": "not-a-real-token", "validate_certs": False, **options}):
         return _client.cluster_module({})
 
 
 def test_a_server_that_never_answers_discovery_ends_in_a_timeout_naming_it(hung_peer, monkeypatch):
+    # kubernetes.core's client asks for API discovery as it is created; HttpTransport sends nothing before a request.
     monkeypatch.setattr(_client, "REQUEST_TIMEOUT", TEST_TIMEOUT)
     host = f"https://127.0.0.1:{hung_peer}"
     started = time.monotonic()
     with pytest.raises(ApiError, match=f"cannot reach the Kubernetes API server at {re.escape(host)}: no answer to API discovery within 1 s"):
-        Cluster(_cluster_module(host))
+        Cluster(_cluster_module(host, **THROUGH_KUBERNETES_CORE))
     assert time.monotonic() - started < TEST_TIMEOUT + MARGIN
 
 
-def test_a_request_the_server_never_answers_ends_after_one_timeout_naming_it(api_server_hung_after_discovery, monkeypatch):
+@pytest.mark.parametrize("options", [{}, THROUGH_KUBERNETES_CORE], ids=["http-transport", "kubernetes-transport"])
+def test_a_request_the_server_never_answers_ends_after_one_timeout_naming_it(api_server_hung_after_discovery, monkeypatch, options):
     monkeypatch.setattr(_client, "REQUEST_TIMEOUT", TEST_TIMEOUT)
-    cluster = Cluster(_cluster_module(api_server_hung_after_discovery))
+    cluster = Cluster(_cluster_module(api_server_hung_after_discovery, **options))
     started = time.monotonic()
     with pytest.raises(ApiError, match=f"reading Namespace web: cannot reach the Kubernetes API server at {re.escape(api_server_hung_after_discovery)}"):
         cluster.get("Namespace", "web")
