@@ -265,6 +265,20 @@ accounts:
     enabled:
       description: Whether the account is enabled.
       type: bool
+domain:
+  description:
+    - Facts of the domain the accounts are in, as M(wincontainers.gmsa.gmsa_domain_info) returns them in its C(domain)
+      result (C(distinguished_name), C(dns_name), C(dns_tree_name), C(netbios_name), C(sid), C(guid)).
+    - What credential specs need, read once with the accounts.
+  returned: success
+  type: dict
+  sample:
+    distinguished_name: DC=contoso,DC=com
+    dns_name: contoso.com
+    dns_tree_name: contoso.com
+    netbios_name: CONTOSO
+    sid: S-1-5-21-2126449477-2524075714-3094792973
+    guid: 244818ae-87ca-4fcd-92ec-e79e5252348a
 """
 
 import dataclasses
@@ -512,9 +526,8 @@ def resolve_principals(client: DomainClient, accounts: list[dict]) -> dict:
     return principals
 
 
-def plan_accounts(client: DomainClient, accounts: list[dict], recreate_state_dir: str) -> list[AccountPlan]:
+def plan_accounts(client: DomainClient, facts: DomainFacts, accounts: list[dict], recreate_state_dir: str) -> list[AccountPlan]:
     """Compare every account with AD and check what creating them needs, all before any change."""
-    facts = client.domain_facts()
     principals = resolve_principals(client, accounts)
     existing = client.find_gmsas([account["name"] for account in accounts])
     plans = [
@@ -574,11 +587,14 @@ def main() -> None:
         supports_check_mode=True,
     )
     accounts = module.params["accounts"]
-    plans, applied = [], {}
+    plans, applied, domain = [], {}, {}
     try:
         validate_accounts(accounts)
         with open_domain_client(module.params, warn=module.warn) as client:
-            plans = plan_accounts(client, accounts, module.params["recreate_state_dir"])
+            facts = client.domain_facts()
+            # Returned for the credspecs, so a playbook need not read them again with gmsa_domain_info.
+            domain = dataclasses.asdict(facts)
+            plans = plan_accounts(client, facts, accounts, module.params["recreate_state_dir"])
             if not module.check_mode:
                 apply_plans(client, [plan for plan in plans if plan.changed], applied)
     except (DomainError, ValidationError) as error:
@@ -593,7 +609,7 @@ def main() -> None:
         results, diff = _results([plan for plan in plans if plan in applied], applied, lambda plan: True)
         module.fail_json(msg=message, changed=bool(done), accounts=results, diff=diff)
     results, diff = _results(plans, applied, lambda plan: plan.changed)
-    module.exit_json(changed=any(result["changed"] for result in results), accounts=results, diff=diff)
+    module.exit_json(changed=any(result["changed"] for result in results), accounts=results, domain=domain, diff=diff)
 
 
 def _results(plans: list[AccountPlan], applied: dict, changed) -> tuple[list[dict], dict]:

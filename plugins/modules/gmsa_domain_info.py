@@ -166,6 +166,7 @@ retrieval_ok:
   type: bool
 """
 
+import dataclasses
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
@@ -243,14 +244,7 @@ def main() -> None:
         checked = [validate_gmsa_name(name, f"check_retrieval.accounts[{index}]") for index, name in enumerate(check["accounts"] if check else [])]
         with open_domain_client(module.params, warn=module.warn) as client:
             facts = client.domain_facts()
-            result["domain"] = dict(
-                distinguished_name=facts.distinguished_name,
-                dns_name=facts.dns_name,
-                dns_tree_name=facts.dns_tree_name,
-                netbios_name=facts.netbios_name,
-                sid=facts.sid,
-                guid=facts.guid,
-            )
+            result["domain"] = dataclasses.asdict(facts)
             result["kds_root_keys"] = [
                 dict(key_id=key.key_id, effective_time=key.effective_time.isoformat(), usable_from=key.usable_from.isoformat(), usable=key.usable_from <= now)
                 for key in client.kds_root_keys()

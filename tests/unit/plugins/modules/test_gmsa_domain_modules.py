@@ -184,6 +184,8 @@ class TestGmsaAccount:
         second = run(gmsa_account, args, directory)
         assert second["changed"] is False
         assert directory.writes == [("create_gmsa", "WebApp01")]
+        # The domain facts the credspecs need come with the accounts (the domain role reads them no second time).
+        assert first["domain"] == second["domain"] == dataclasses.asdict(FACTS)
 
     def test_many_accounts_in_one_task(self, run, directory):
         result = run(gmsa_account, dict(accounts=[dict(name=f"app{index:02}") for index in range(50)]), directory)
