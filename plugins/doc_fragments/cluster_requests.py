@@ -11,9 +11,14 @@ class ModuleDocFragment:
     DOCUMENTATION = r"""
 options: {}
 notes:
-  - Every request to the Kubernetes API server times out after 30 seconds and then fails naming the server. That
-    includes the API discovery that the Kubernetes client makes as it starts. A request that times out is not sent
-    again.
+  - Every request to the Kubernetes API server times out after 30 seconds and then fails naming the server. A
+    request that times out is not sent again.
+  - The connection options and C(K8S_AUTH_*) variables are kubernetes.core's, with its precedence. A kubeconfig
+    whose user has a token or a client certificate, or O(host) with O(api_key) or a client certificate, is served
+    by the Python standard library's HTTP client, which starts in milliseconds and sends no API discovery. Every
+    other setting (exec and auth-provider plugins, in-cluster configuration, O(proxy), impersonation, basic auth,
+    several files in E(KUBECONFIG)) goes through the C(kubernetes) client as in kubernetes.core, whose API
+    discovery at start-up has the same 30-second timeout.
   - A request that the server turns away for load (HTTP 429, or a 5xx answer with C(Retry-After)) is sent again
     after the time the server asks for, at most 10 times, as client-go does.
 """
