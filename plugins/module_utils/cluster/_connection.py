@@ -12,7 +12,7 @@ The connection options are kubernetes.core's (``kubeconfig``, ``context``, ``hos
   Importing the ``kubernetes`` client costs a module process about 0.6 s of CPU, and creating kubernetes.core's
   client asks the server for API discovery first; the collection needs neither, as it knows its kinds' paths.
 - :class:`KubernetesTransport`, for everything else (exec and auth-provider plugins, in-cluster configuration,
-  proxies, impersonation, basic auth, merged kubeconfig files): kubernetes.core's own client, so every setting
+  proxies, also those of the environment, impersonation, basic auth, merged kubeconfig files): kubernetes.core's own client, so every setting
   it takes keeps working exactly as it does there.
 """
 
@@ -130,9 +130,28 @@ def direct_endpoint(params: dict[str, Any], environ: dict[str, str] | None = Non
         settings.pop("cert_data", None)
     if auth["key_file"]:
         settings.pop("key_data", None)
-    if not settings.get("host"):
+    if not settings.get("host") or _proxied(settings["host"], environ):
         return None
     return Endpoint(**settings)
+
+
+def _proxied(host: str, environ: dict[str, str]) -> bool:
+    """Whether a proxy variable of the environment (HTTPS_PROXY, ALL_PROXY, ... less NO_PROXY) applies to ``host``.
+
+    kubernetes' client sends its requests through it (kubernetes/client/configuration.py reads urllib's getproxies),
+    so such a connection stays with kubernetes.core's client.
+    """
+    # As urllib.request.getproxies_environment reads them: any case, the lower-case name winning.
+    proxies = {}
+    for name in sorted(environ, key=str.islower):
+        if name.lower().endswith("_proxy") and environ[name]:
+            proxies[name.lower()[:-len("_proxy")]] = environ[name]
+    url = urllib.parse.urlsplit(host)
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    from urllib.request import proxy_bypass_environment  # imported only here: about 20 ms of start-up
+
+    return not proxy_bypass_environment(url.hostname or "", proxies)
 
 
 def _kubeconfig_settings(kubeconfig: str | dict[str, Any], context_name: str | None) -> dict[str, Any] | None:

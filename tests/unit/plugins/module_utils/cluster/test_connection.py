@@ -122,3 +122,17 @@ def test_in_cluster_configuration_is_kubernetes_cores(kubeconfig_file):
     assert direct_endpoint({}, in_pod) is None
     # A kubeconfig named explicitly is loaded instead, in a pod too.
     assert direct_endpoint({"kubeconfig": in_pod["KUBECONFIG"]}, in_pod).host == "https://127.0.0.1:6443"
+
+
+@pytest.mark.parametrize(("environ", "direct"), [
+    ({"HTTPS_PROXY": "http://proxy:3128"}, False),
+    ({"https_proxy": "http://proxy:3128"}, False),
+    ({"ALL_PROXY": "http://proxy:3128"}, False),
+    ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "127.0.0.1,.example"}, True),
+    ({"HTTP_PROXY": "http://proxy:3128"}, True),
+    ({"HTTPS_PROXY": ""}, True),
+], ids=["https", "https-lower-case", "all", "no-proxy", "other-scheme", "empty"])
+def test_a_proxy_from_the_environment_keeps_the_connection_with_kubernetes_core(kubeconfig_file, environ, direct):
+    # kubernetes' Configuration takes its proxy from these variables (urllib's getproxies), less NO_PROXY.
+    endpoint = direct_endpoint({"kubeconfig": kubeconfig_file(_kubeconfig())}, environ)
+    assert (endpoint is not None) is direct
