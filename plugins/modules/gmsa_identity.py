@@ -18,8 +18,48 @@ options:
   name:
     description:
       - C(sAMAccountName) of the user (also its C(cn)).
+      - Exactly one of O(name) and O(identities) is required.
     type: str
-    required: true
+  identities:
+    description:
+      - Several users in one task, one connection to the domain (one portable identity per namespace, say), each
+        managed as O(name) would be. An entry's keys override the options of the same name for it; the other
+        options apply to every entry.
+      - Checked all before any change. A failure midway names the users this task changed before it, and those
+        it did not reach.
+    type: list
+    elements: dict
+    version_added: 0.2.0
+    suboptions:
+      name:
+        description: C(sAMAccountName) of the user.
+        type: str
+        required: true
+      password:
+        description: Password of the user, as O(password). Never shown in the output, the diff or the logs.
+        type: str
+      description:
+        description: As O(description).
+        type: str
+      path:
+        description: As O(path).
+        type: str
+      groups:
+        description: As O(groups).
+        type: dict
+        suboptions:
+          add:
+            description: Groups to join.
+            type: list
+            elements: str
+          remove:
+            description: Groups to leave.
+            type: list
+            elements: str
+          set:
+            description: The complete list of groups.
+            type: list
+            elements: str
   state:
     description:
       - V(present) creates or updates the user, V(absent) deletes it.
@@ -133,52 +173,85 @@ EXAMPLES = r"""
     name: gmsa-ccg
     password: "{{ vault_ccg_password }}"
     update_password: always
+
+- name: One portable identity per namespace, in one task
+  wincontainers.gmsa.gmsa_identity:
+    identities:
+      - name: gmsa-ccg-web
+        password: "{{ vault_ccg_web_password }}"
+        groups:
+          add: [WebApp01-gMSA-Hosts]
+      - name: gmsa-ccg-billing
+        password: "{{ vault_ccg_billing_password }}"
+        groups:
+          add: [Billing-gMSA-Hosts]
+    create_groups: true
 """
 
 RETURN = r"""
+identities:
+  description:
+    - With O(identities), each user in order, as the other return values describe one (C(name), C(state), C(sid),
+      C(distinguished_name), C(enabled), C(password_never_expires), C(description), C(groups),
+      C(password_changed), C(created_groups)), with C(changed).
+  returned: when O(identities) is given
+  type: list
+  elements: dict
+  sample:
+    - name: gmsa-ccg-web
+      state: present
+      changed: false
+      sid: S-1-5-21-2126449477-2524075714-3094792973-1105
+      distinguished_name: CN=gmsa-ccg-web,CN=Users,DC=contoso,DC=com
+      enabled: true
+      password_never_expires: true
+      description: null
+      groups: [CN=WebApp01-gMSA-Hosts,CN=Users,DC=contoso,DC=com]
+      password_changed: false
+      created_groups: []
 name:
-  description: C(sAMAccountName) of the user.
-  returned: always
+  description: C(sAMAccountName) of the user (with O(name)).
+  returned: with O(name)
   type: str
   sample: gmsa-ccg
 state:
   description: V(present) or V(absent).
-  returned: always
+  returned: with O(name)
   type: str
 sid:
   description: SID of the user; null when absent, or not yet created in check mode.
-  returned: always
+  returned: with O(name)
   type: str
   sample: S-1-5-21-2126449477-2524075714-3094792973-1105
 distinguished_name:
   description: Distinguished name; null when absent, or not yet created in check mode.
-  returned: always
+  returned: with O(name)
   type: str
   sample: CN=gmsa-ccg,CN=Users,DC=contoso,DC=com
 enabled:
   description: Whether the account is enabled.
-  returned: when state is present
+  returned: with O(name), when state is present
   type: bool
 password_never_expires:
   description: Whether the password never expires.
-  returned: when state is present
+  returned: with O(name), when state is present
   type: bool
 description:
   description: The description, or null.
-  returned: when state is present
+  returned: with O(name), when state is present
   type: str
 groups:
   description: Distinguished names of the groups the user is a direct member of.
-  returned: when state is present
+  returned: with O(name), when state is present
   type: list
   elements: str
 password_changed:
   description: Whether the password was (or would be) set.
-  returned: always
+  returned: with O(name)
   type: bool
 created_groups:
   description: Names of the groups O(create_groups) created (or would create, in check mode).
-  returned: always
+  returned: with O(name)
   type: list
   elements: str
   sample: [WebApp01-gMSA-Hosts]
@@ -209,7 +282,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation imp
 
 
 def validate_params(params: dict) -> None:
-    """Check the names and paths before the domain is contacted; raise ValidationError naming the option."""
+    """Check the names and paths of one user before the domain is contacted; raise ValidationError naming the option."""
     validate_user_name(params["name"], "name")
     for option in ("path", "groups_path"):
         if params[option] is not None:
@@ -290,9 +363,8 @@ class Outcome:
     created_groups: list[str]
 
 
-def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> Outcome:
+def ensure_present(params: dict, check_mode: bool, client, user: DomainUser | None) -> Outcome:
     """Create or update the user, and create the groups it joins when asked to."""
-    params = module.params
     container = None
     if user is None:
         if not params["password"]:
@@ -307,7 +379,7 @@ def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> Ou
     attributes_changed = any(current.get(key) != desired[key] for key in ("enabled", "password_never_expires", "description"))
     join, leave = missing(desired["groups"], current["groups"]), missing(current["groups"], desired["groups"])
     changed = password_changed or attributes_changed or bool(join or leave or groups.to_create)
-    if not changed or module.check_mode:
+    if not changed or check_mode:
         return Outcome(changed, password_changed, user, desired, groups.to_create)
     groups.create(client)
     if user is None:
@@ -327,10 +399,45 @@ def ensure_present(module: AnsibleModule, client, user: DomainUser | None) -> Ou
     return Outcome(changed, password_changed, user, desired, groups.to_create)
 
 
+def ensure(params: dict, check_mode: bool, client) -> tuple[dict, dict, dict]:
+    """Bring one user to ``params``: its result (with ``changed``, ``password_changed``, ``created_groups``), and the
+    diff's before and after."""
+    name = params["name"]
+    existing = client.find_user(name)
+    before = user_result(name, existing, current_state(existing)) if existing else {}
+    if params["state"] == "absent":
+        if existing and not check_mode:
+            client.delete_user(existing)
+        return dict(user_result(name, None, None), changed=bool(existing), password_changed=False, created_groups=[]), before, {}
+    outcome = ensure_present(params, check_mode, client, existing)
+    result = user_result(name, outcome.user, outcome.desired)
+    # The diff says that the password changes, never what it is.
+    after = dict(result, password="(changed)") if outcome.password_changed else result
+    return dict(result, changed=outcome.changed, password_changed=outcome.password_changed, created_groups=outcome.created_groups), before, after
+
+
+def identity_params(params: dict) -> list[dict]:
+    """The options of each user: O(name) alone, or each entry of O(identities) over the module's options."""
+    if params["identities"] is None:
+        return [params]
+    return [dict(params, **{key: value for key, value in entry.items() if value is not None}) for entry in params["identities"]]
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=domain_argument_spec(
-            name=dict(type="str", required=True),
+            name=dict(type="str"),
+            identities=dict(
+                type="list",
+                elements="dict",
+                options=dict(
+                    name=dict(type="str", required=True),
+                    password=dict(type="str", no_log=True),
+                    description=dict(type="str"),
+                    path=dict(type="str"),
+                    groups=list_option_spec(),
+                ),
+            ),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             password=dict(type="str", no_log=True),
             update_password=dict(type="str", choices=["always", "on_create"], default="on_create", no_log=False),
@@ -342,33 +449,47 @@ def main() -> None:
             create_groups=dict(type="bool", default=False),
             groups_path=dict(type="str"),
         ),
+        mutually_exclusive=[("name", "identities")],
+        required_one_of=[("name", "identities")],
         supports_check_mode=True,
     )
-    name = module.params["name"]
+    batch = module.params["identities"] is not None
+    users = identity_params(module.params)
+    results: list[dict] = []
+    diff: dict = dict(before={}, after={})
+    reached = None  # the index of the user being handled when the domain was contacted
     try:
-        validate_params(module.params)
+        for index, params in enumerate(users):
+            _checked(batch, index, validate_params, params)
+        names = [params["name"].lower() for params in users]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValidationError("identities", f"each user may be named once; {', '.join(duplicates)} is named more than once")
         with open_domain_client(module.params, warn=module.warn) as client:
-            existing = client.find_user(name)
-            before = user_result(name, existing, current_state(existing)) if existing else {}
-            if module.params["state"] == "absent":
-                if existing and not module.check_mode:
-                    client.delete_user(existing)
-                module.exit_json(
-                    changed=bool(existing), password_changed=False, created_groups=[], **user_result(name, None, None), diff=dict(before=before, after={})
-                )
-            outcome = ensure_present(module, client, existing)
+            for reached, params in enumerate(users):
+                result, before, after = _checked(batch, reached, ensure, params, module.check_mode, client)
+                results.append(result)
+                diff["before"][params["name"]], diff["after"][params["name"]] = before, after
     except (DomainError, ValidationError) as error:
-        module.fail_json(msg=str(error))
-    result = user_result(name, outcome.user, outcome.desired)
-    # The diff says that the password changes, never what it is.
-    after = dict(result, password="(changed)") if outcome.password_changed else result
-    module.exit_json(
-        changed=outcome.changed,
-        password_changed=outcome.password_changed,
-        created_groups=outcome.created_groups,
-        **result,
-        diff=dict(before=before, after=after),
-    )
+        changed = [result["name"] for result in results if result["changed"]]
+        message = str(error)
+        if changed:
+            message += f"; before the failure, this task changed {', '.join(changed)}"
+        if batch and reached is not None and reached + 1 < len(users):
+            message += f"; not reached: {', '.join(params['name'] for params in users[reached + 1:])}"
+        module.fail_json(msg=message, changed=bool(changed), **(dict(identities=results) if batch else {}))
+    if batch:
+        module.exit_json(changed=any(result["changed"] for result in results), identities=results, diff=diff)
+    result = results[0]
+    module.exit_json(**result, diff=dict(before=diff["before"][result["name"]], after=diff["after"][result["name"]]))
+
+
+def _checked(batch: bool, index: int, function, *args):
+    """``function(*args)``, with the field of a ValidationError under ``identities[index]`` for an entry of O(identities)."""
+    try:
+        return function(*args)
+    except ValidationError as error:
+        raise error.within(f"identities[{index}]") if batch else error from None
 
 
 if __name__ == "__main__":

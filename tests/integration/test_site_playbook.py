@@ -157,7 +157,7 @@ def test_first_run_creates_everything_and_verifies(first_run, awx_job):
     assert runner.status == "successful", runner.stdout.read()[-5000:]
     # The lab's forest has its KDS root key from provisioning, so that step changes nothing.
     assert changed_tasks(events) == [
-        "Ensure the portable identity is present",
+        "Ensure the portable identities are present",
         "Ensure the gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
         "Ensure that only the named groups may opt namespaces out of the gMSA checks, policy present",

@@ -186,7 +186,7 @@ def test_the_dry_run_reports_the_steps_the_real_run_takes(dry_then_real):
     predicted = [DRY_RUN_STANDS_IN_FOR.get(task, task) for task in changed_tasks(dry_events)]
     assert predicted == changed_tasks(real_events)
     assert {
-        "Ensure the portable identity is present",
+        "Ensure the portable identities are present",
         "Ensure the gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
         "Ensure the namespaces and service accounts of the workloads, state present",

@@ -450,6 +450,49 @@ class TestIdentity:
         assert "ccg" not in directory.users
 
 
+class TestIdentities:
+    """Several users in one task (identities): one connection, each entry as name would handle it."""
+
+    IDENTITIES = [
+        dict(name="ccg-web", password=IDENTITY_PASSWORD, groups=dict(add=["web-hosts"])),
+        dict(name="ccg-api", password="Api-Secret-3", description="API namespace"),
+    ]
+
+    def test_creates_each_then_changes_nothing(self, run, directory):
+        first = run(gmsa_identity, dict(identities=self.IDENTITIES, enabled=True), directory)
+        assert first["changed"] is True and [result["name"] for result in first["identities"]] == ["ccg-web", "ccg-api"]
+        assert all(result["changed"] and result["password_changed"] for result in first["identities"])
+        assert first["identities"][0]["groups"] == [directory.principals["web-hosts"].distinguished_name]
+        assert first["identities"][1]["description"] == "API namespace" and first["identities"][1]["groups"] == []
+        assert directory.passwords == {"ccg-web": IDENTITY_PASSWORD, "ccg-api": "Api-Secret-3"}
+        second = run(gmsa_identity, dict(identities=self.IDENTITIES, update_password="always"), directory)
+        assert second["changed"] is False and not any(result["changed"] for result in second["identities"])
+
+    def test_passwords_never_appear_in_the_output(self, run, directory):
+        result = run(gmsa_identity, dict(identities=self.IDENTITIES), directory, diff=True)
+        assert IDENTITY_PASSWORD not in json.dumps(result) and "Api-Secret-3" not in json.dumps(result)
+        assert result["diff"]["after"]["ccg-api"]["password"] == "(changed)"
+
+    def test_bad_entries_are_named_before_anything_changes(self, run, directory):
+        result = run(gmsa_identity, dict(identities=[self.IDENTITIES[0], dict(name="bad/name", password="x")]), directory)
+        assert result["failed"] is True and result["msg"].startswith("identities[1].name:")
+        duplicate = run(gmsa_identity, dict(identities=[self.IDENTITIES[0], dict(self.IDENTITIES[1], name="CCG-web")]), directory)
+        assert duplicate["failed"] is True and duplicate["msg"].startswith("identities: each user may be named once; ccg-web")
+        assert directory.writes == []
+
+    def test_a_failure_midway_names_what_was_changed_and_what_was_not_reached(self, run, directory):
+        identities = [self.IDENTITIES[0], dict(name="ccg-bad", password="x", groups=dict(add=["no-such-group"])), self.IDENTITIES[1]]
+        result = run(gmsa_identity, dict(identities=identities), directory)
+        assert result["failed"] is True and result["changed"] is True
+        assert result["msg"].startswith("identities[1].groups.add[0]: no group 'no-such-group'")
+        assert "before the failure, this task changed ccg-web" in result["msg"] and result["msg"].endswith("not reached: ccg-api")
+        assert [entry["name"] for entry in result["identities"]] == ["ccg-web"] and "ccg-api" not in directory.users
+
+    def test_name_and_identities_exclude_each_other(self, run, directory):
+        result = run(gmsa_identity, dict(name="ccg", identities=self.IDENTITIES), directory)
+        assert result["failed"] is True and "mutually exclusive" in result["msg"]
+
+
 # --- gmsa_domain_info ------------------------------------------------------------------------------------------
 
 class TestDomainInfo:
