@@ -17,8 +17,8 @@ notes:
     whose user has a token or a client certificate, or O(host) with O(api_key) or a client certificate, is served
     by the Python standard library's HTTP client, which starts in milliseconds and sends no API discovery. Every
     other setting (exec and auth-provider plugins, in-cluster configuration, O(proxy) or a proxy variable of the
-    environment such as E(HTTPS_PROXY), impersonation, basic auth, several files in E(KUBECONFIG)) goes through the C(kubernetes) client as in kubernetes.core, whose API
-    discovery at start-up has the same 30-second timeout.
+    environment such as E(HTTPS_PROXY), impersonation, basic auth, several files in E(KUBECONFIG)) goes through
+    the C(kubernetes) client as in kubernetes.core, whose API discovery at start-up has the same 30-second timeout.
   - A request that the server turns away for load (HTTP 429, or a 5xx answer with C(Retry-After)) is sent again
     after the time the server asks for, at most 10 times, as client-go does.
 """

@@ -29,7 +29,6 @@ options:
         it did not reach.
     type: list
     elements: dict
-    version_added: 0.2.0
     suboptions:
       name:
         description: C(sAMAccountName) of the user.
