@@ -46,6 +46,30 @@ options:
         description: Also request a TGT as each gMSA.
         type: bool
         default: true
+  check_retrievals:
+    description:
+      - Several portable identities checked as O(check_retrieval) checks one (one per workload namespace, say), in one
+        task and one connection to the domain. Excludes O(check_retrieval).
+    type: list
+    elements: dict
+    suboptions:
+      username:
+        description: As O(check_retrieval.username).
+        type: str
+        required: true
+      password:
+        description: As O(check_retrieval.password).
+        type: str
+        required: true
+      accounts:
+        description: As O(check_retrieval.accounts).
+        type: list
+        elements: str
+        required: true
+      kerberos_ticket:
+        description: As O(check_retrieval.kerberos_ticket).
+        type: bool
+        default: true
 extends_documentation_fragment:
   - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
@@ -81,6 +105,17 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: check.retrieval_ok
     fail_msg: "{{ check.retrieval | selectattr('ok', 'false') | map(attribute='detail') | join('; ') }}"
+
+- name: Prove the identity of each namespace can use its gMSAs, in one task
+  wincontainers.gmsa.gmsa_domain_info:
+    check_retrievals:
+      - username: gmsa-ccg-web
+        password: "{{ vault_ccg_web_password }}"
+        accounts: [WebApp01]
+      - username: gmsa-ccg-billing
+        password: "{{ vault_ccg_billing_password }}"
+        accounts: [Billing01, Billing02]
+  register: checks
 """
 
 RETURN = r"""
@@ -161,9 +196,25 @@ retrieval:
       description: What failed, or what was proven.
       type: str
 retrieval_ok:
-  description: Whether every retrieval check succeeded.
-  returned: when O(check_retrieval) is given
+  description: Whether every retrieval check succeeded (of every identity, with O(check_retrievals)).
+  returned: when O(check_retrieval) or O(check_retrievals) is given
   type: bool
+retrievals:
+  description: With O(check_retrievals), one entry per identity, in order.
+  returned: when O(check_retrievals) is given
+  type: list
+  elements: dict
+  contains:
+    username:
+      description: The identity.
+      type: str
+    retrieval:
+      description: Its checks, as RV(retrieval) gives them for O(check_retrieval).
+      type: list
+      elements: dict
+    retrieval_ok:
+      description: Whether every check of this identity succeeded.
+      type: bool
 """
 
 import dataclasses
@@ -220,28 +271,36 @@ def check_retrieval(module: AnsibleModule, client, facts, account_name: str, acc
     return dict(result, kerberos_ticket=ticket.status, ok=ticket.status != "failed", detail=ticket.detail)
 
 
+# The checks of one portable identity (check_retrieval, or each entry of check_retrievals).
+RETRIEVAL_OPTIONS = dict(
+    username=dict(type="str", required=True),
+    password=dict(type="str", required=True, no_log=True),
+    accounts=dict(type="list", elements="str", required=True),
+    kerberos_ticket=dict(type="bool", default=True),
+)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=domain_argument_spec(
             accounts=dict(type="list", elements="str", default=[]),
-            check_retrieval=dict(
-                type="dict",
-                options=dict(
-                    username=dict(type="str", required=True),
-                    password=dict(type="str", required=True, no_log=True),
-                    accounts=dict(type="list", elements="str", required=True),
-                    kerberos_ticket=dict(type="bool", default=True),
-                ),
-            ),
+            check_retrieval=dict(type="dict", options=RETRIEVAL_OPTIONS),
+            check_retrievals=dict(type="list", elements="dict", options=RETRIEVAL_OPTIONS),
         ),
+        mutually_exclusive=[("check_retrieval", "check_retrievals")],
         supports_check_mode=True,
     )
-    check = module.params["check_retrieval"]
+    single = module.params["check_retrieval"]
+    checks = [(single, "check_retrieval")] if single else [
+        (check, f"check_retrievals[{index}]") for index, check in enumerate(module.params["check_retrievals"] or [])
+    ]
     now = datetime.datetime.now(datetime.timezone.utc)
     result = {}
     try:
         names = [validate_gmsa_name(name, f"accounts[{index}]") for index, name in enumerate(module.params["accounts"])]
-        checked = [validate_gmsa_name(name, f"check_retrieval.accounts[{index}]") for index, name in enumerate(check["accounts"] if check else [])]
+        checked = [
+            [validate_gmsa_name(name, f"{field}.accounts[{index}]") for index, name in enumerate(check["accounts"])] for check, field in checks
+        ]
         with open_domain_client(module.params, warn=module.warn) as client:
             facts = client.domain_facts()
             result["domain"] = dataclasses.asdict(facts)
@@ -249,12 +308,22 @@ def main() -> None:
                 dict(key_id=key.key_id, effective_time=key.effective_time.isoformat(), usable_from=key.usable_from.isoformat(), usable=key.usable_from <= now)
                 for key in client.kds_root_keys()
             ]
-            found = client.find_gmsas(sorted(set(names) | set(checked), key=str.lower))
+            found = client.find_gmsas(sorted(set(names).union(*checked), key=str.lower))
             result["accounts"] = [describe_account(name, found.get(name.lower())) for name in names]
-            if check:
-                key_usable = any(key["usable"] for key in result["kds_root_keys"])
-                result["retrieval"] = [check_retrieval(module, client, facts, name, found.get(name.lower()), check, key_usable) for name in checked]
-                result["retrieval_ok"] = all(item["ok"] for item in result["retrieval"])
+            key_usable = any(key["usable"] for key in result["kds_root_keys"])
+            retrievals = [
+                dict(
+                    username=check["username"],
+                    retrieval=[check_retrieval(module, client, facts, name, found.get(name.lower()), check, key_usable) for name in accounts],
+                )
+                for (check, _field), accounts in zip(checks, checked)
+            ]
+            for retrieval in retrievals:
+                retrieval["retrieval_ok"] = all(item["ok"] for item in retrieval["retrieval"])
+            if single:
+                result.update(retrieval=retrievals[0]["retrieval"], retrieval_ok=retrievals[0]["retrieval_ok"])
+            elif module.params["check_retrievals"] is not None:
+                result.update(retrievals=retrievals, retrieval_ok=all(retrieval["retrieval_ok"] for retrieval in retrievals))
     except (DomainError, ValidationError) as error:
         module.fail_json(msg=str(error))
     module.exit_json(changed=False, **result)

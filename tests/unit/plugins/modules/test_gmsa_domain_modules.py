@@ -518,6 +518,28 @@ class TestDomainInfo:
         assert result["retrieval_ok"] is False
         assert IDENTITY_PASSWORD not in json.dumps(result)
 
+    def test_several_identities_in_one_task(self, run, directory):
+        run(gmsa_identity, dict(identities=[dict(name="ccg-web", password=IDENTITY_PASSWORD), dict(name="ccg-api", password="Api-Secret-3")]), directory)
+        run(gmsa_account, dict(accounts=[
+            dict(name="Web01", allowed_to_retrieve_password=dict(set=["ccg-web"])), dict(name="Api01", allowed_to_retrieve_password=dict(set=["ccg-api"])),
+        ]), directory)
+        checks = [
+            dict(username="ccg-web", password=IDENTITY_PASSWORD, accounts=["Web01"], kerberos_ticket=False),
+            dict(username="ccg-api", password="Api-Secret-3", accounts=["Api01", "Web01"], kerberos_ticket=False),
+        ]
+        result = run(gmsa_domain_info, dict(check_retrievals=checks), directory)
+        web, api = result["retrievals"]
+        assert (web["username"], web["retrieval_ok"], [item["account"] for item in web["retrieval"]]) == ("ccg-web", True, ["Web01"])
+        assert api["username"] == "ccg-api" and api["retrieval_ok"] is False
+        assert api["retrieval"][0]["ok"] and "may not retrieve" in api["retrieval"][1]["detail"]
+        assert result["retrieval_ok"] is False and "retrieval" not in result
+        assert IDENTITY_PASSWORD not in json.dumps(result) and "Api-Secret-3" not in json.dumps(result)
+
+    def test_a_bad_account_name_in_check_retrievals_names_its_entry(self, run, directory):
+        checks = [dict(username="ccg", password=IDENTITY_PASSWORD, accounts=["Web01"]), dict(username="ccg", password="x", accounts=["bad/name"])]
+        result = run(gmsa_domain_info, dict(check_retrievals=checks), directory)
+        assert result["failed"] is True and result["msg"].startswith("check_retrievals[1].accounts[0]:")
+
     def test_wrong_identity_password(self, run, directory):
         run(gmsa_identity, dict(name="ccg", password=IDENTITY_PASSWORD), directory)
         run(gmsa_account, dict(accounts=[dict(name="Readable", allowed_to_retrieve_password=dict(set=["ccg"]))]), directory)
