@@ -23,6 +23,7 @@ import contextlib
 import http.client
 import json
 import os
+import select
 import signal
 import ssl
 import tempfile
@@ -259,8 +260,15 @@ class HttpTransport:
         self.pool_size = (os.cpu_count() or 1) * 5
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
+        connection = None
+        while connection is None:
+            with self._lock:
+                if not self._idle:
+                    break
+                connection = self._idle.pop()
+            if _dropped(connection):
+                connection.close()
+                connection = None
         if connection is None:
             host, port = self._address
             if self._https:
@@ -292,6 +300,16 @@ class HttpTransport:
         if response.status >= 400:
             raise StatusError(response.status, response.reason, data.decode("utf-8", "replace"), response.headers)
         return data
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """Whether the server (or a load balancer in front of it) closed an idle keep-alive connection: its socket is
+    readable with nothing asked. urllib3 checks the same before it reuses a connection (util/connection.py
+    is_connection_dropped); a request on such a connection would fail as if the server were unreachable."""
+    if connection.sock is None:
+        return True
+    readable, _writable, _failed = select.select([connection.sock], [], [], 0)
+    return bool(readable)
 
 
 @contextlib.contextmanager

@@ -6,10 +6,13 @@ override what the kubeconfig gives. Settings HttpTransport does not carry out mu
 """
 
 import base64
+import socket
+import threading
+import time
 
 import pytest
 import yaml
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._connection import Endpoint, direct_endpoint
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._connection import Endpoint, HttpTransport, direct_endpoint
 
 CA = "-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n"
 
@@ -136,3 +139,28 @@ def test_a_proxy_from_the_environment_keeps_the_connection_with_kubernetes_core(
     # kubernetes' Configuration takes its proxy from these variables (urllib's getproxies), less NO_PROXY.
     endpoint = direct_endpoint({"kubeconfig": kubeconfig_file(_kubeconfig())}, environ)
     assert (endpoint is not None) is direct
+
+
+def test_a_keep_alive_connection_the_server_closed_is_not_reused():
+    """The server answers each request and then closes the connection without saying so (as one does to idle
+    connections): the next request goes on a new connection instead of failing as if the server were unreachable."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    served = []
+
+    def serve():
+        for _ in range(2):
+            connection, _address = listener.accept()
+            with connection:
+                served.append(connection.recv(65536).split(b" ")[1])
+                connection.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"ok": true}')
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = HttpTransport(Endpoint(host=f"http://127.0.0.1:{listener.getsockname()[1]}"))
+    assert transport.send("get", "/api/v1/namespaces", [], {}, None, 5) == b'{"ok": true}'
+    thread.join(0.3)
+    time.sleep(0.2)  # the server has closed the first connection
+    assert transport.send("get", "/api/v1/nodes", [("limit", "500")], {}, None, 5) == b'{"ok": true}'
+    assert served == [b"/api/v1/namespaces", b"/api/v1/nodes?limit=500"]
+    listener.close()
