@@ -46,7 +46,7 @@ options:
       groups:
         description: As O(groups).
         type: dict
-        suboptions:
+        suboptions: &group_changes
           add:
             description: Groups to join.
             type: list
@@ -105,19 +105,7 @@ options:
       - C(set) leaves the user in exactly those groups (its primary group, C(Domain Users), is not listed and
         never changed).
     type: dict
-    suboptions:
-      add:
-        description: Groups to join.
-        type: list
-        elements: str
-      remove:
-        description: Groups to leave.
-        type: list
-        elements: str
-      set:
-        description: The complete list of groups.
-        type: list
-        elements: str
+    suboptions: *group_changes
   create_groups:
     description:
       - Create the groups of O(groups.add) and O(groups.set) that do not exist, as global security groups in
