@@ -88,7 +88,7 @@ def _setting(params: dict[str, Any], environ: dict[str, str], name: str, option:
     if params.get(option) is not None:
         return params[option]
     value = environ.get(f"K8S_AUTH_{option.upper()}") or environ.get(f"K8S_AUTH_{name.upper()}")
-    if value is not None and option in ("validate_certs",):
+    if value is not None and option == "validate_certs":  # the one bool among them
         return value.lower() not in ("0", "false", "no")
     return value
 
