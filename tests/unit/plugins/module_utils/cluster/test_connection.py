@@ -148,7 +148,7 @@ def test_a_keep_alive_connection_the_server_closed_is_not_reused():
     served = []
 
     def serve():
-        for _ in range(2):
+        for _request in range(2):
             connection, _address = listener.accept()
             with connection:
                 served.append(connection.recv(65536).split(b" ")[1])
