@@ -869,12 +869,15 @@ def hand_over(module, cluster, reconciler, settings, foreign, certificate_sha256
     return leftovers
 
 
-def wait_for_traffic(cluster, settings, selects, what, timeout):
-    """Wait until the Service sends requests only to the running pods that ``selects`` accepts."""
+def wait_for_traffic(cluster, settings, selects, what, timeout, still_ours=None):
+    """Wait until the Service sends requests only to the running pods that ``selects`` accepts; ``still_ours``, when
+    given, runs before each look and raises when another writer has made the wait pointless."""
     namespace, name = settings.namespace, settings.name
     pod_selector = ",".join(f"{key}={value}" for key, value in manifests.service(settings)["spec"]["selector"].items())
 
     def status():
+        if still_ours:
+            still_ours()
         pods = [pod for pod in cluster.list("Pod", namespace, label_selector=pod_selector) if selects(pod)]
         return endpoints_status(cluster.list("EndpointSlice", namespace, label_selector=f"kubernetes.io/service-name={name}"), pods, what)
 
@@ -954,9 +957,21 @@ def install(module, cluster, reconciler, settings):
         if certificate_sha256:
             # The rollout is complete before the old pods stop receiving requests; returning earlier would let the
             # caller rely on a renewal (or drop an old CA) while a pod with the previous certificate still serves.
+            def certificate_still_ours():
+                # Another run at once may renew the certificate and roll the Deployment to it: no pod would ever
+                # serve this run's certificate, so say so now instead of after the whole timeout.
+                template = ((live_deployment() or {}).get("spec") or {}).get("template") or {}
+                serving = ((template.get("metadata") or {}).get("annotations") or {}).get(manifests.CERTIFICATE_ANNOTATION)
+                if serving != certificate_sha256:
+                    raise Conflict(
+                        f"conflict: while this run waited for Deployment {settings.namespace}/{settings.name}, another writer (a second run "
+                        f"at the same time?) changed it to serve certificate sha256 {serving} instead of this run's {certificate_sha256}; "
+                        "rerun to converge"
+                    )
+
             wait_for_traffic(
                 cluster, settings, lambda pod: pod["metadata"].get("annotations", {}).get(manifests.CERTIFICATE_ANNOTATION) == certificate_sha256,
-                "pods serving the current certificate", timeout,
+                "pods serving the current certificate", timeout, still_ours=certificate_still_ours,
             )
     # A first install registers admission only now: pointing it at pods that are not running yet would
     # refuse every new pod in the cluster. After a hand-over, this drops the adopted install's CA.

@@ -52,7 +52,8 @@ _ADOPT_ATTEMPTS = 3
 
 
 class Conflict(Exception):
-    """The cluster holds objects this run must not change; raised before anything is changed."""
+    """The cluster holds objects this run must not change (raised before anything is changed), or another writer
+    changed them while this run waited on them."""
 
 
 class BatchFailed(ApiError):
