@@ -794,11 +794,13 @@ def apply_certificates(reconciler, settings, tls, configurations_exist):
         trusted = _trusted_certificates([reconciler.live(manifests.validating_webhook_configuration(settings, None))])
     ca, previous, server, reason = plan_certificates(settings, tls, ca_live, server_live, datetime.datetime.now(datetime.timezone.utc), trusted)
     ca_bundle = ca.cert + (previous or "")
-    reconciler.apply(manifests.ca_secret(settings, ca.cert, ca.key, previous))
+    # A Secret this run found absent is created, not applied: of two runs at once that each made their own keys, the
+    # second fails there (409) instead of overwriting the first's and leaving each with a different CA.
+    (reconciler.create if ca_live is None else reconciler.apply)(manifests.ca_secret(settings, ca.cert, ca.key, previous))
     # An existing install must trust a new CA before the webhook serves a certificate signed by it.
     if configurations_exist:
         _apply_configurations(reconciler, settings, ca_bundle)
-    reconciler.apply(manifests.tls_secret(settings, server.cert, server.key, ca_bundle))
+    (reconciler.create if server_live is None else reconciler.apply)(manifests.tls_secret(settings, server.cert, server.key, ca_bundle))
     certificate = {
         "not_after": _tls.not_after(server.cert).isoformat(),
         "ca_not_after": _tls.not_after(ca.cert).isoformat(),
