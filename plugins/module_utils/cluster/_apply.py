@@ -319,26 +319,17 @@ class Reconciler:
     def create(self, desired: dict[str, Any]) -> dict[str, Any]:
         """Create ``desired``, which this run found absent; return it. Raises :class:`Conflict` when another writer
         created it since the read (409): an apply would overwrite theirs, and each run would go on with its own."""
-        stamped = with_digest(desired)
+        return self._record(self._create(with_digest(desired), taken_is_conflict=True)).after
+
+    def _create(self, desired: dict[str, Any], taken_is_conflict: bool = False) -> Outcome:
         try:
-            after = self.cluster.create(stamped, dry_run=self.check_mode)
+            after = self.cluster.create(desired, dry_run=self.check_mode)
         except ApiError as error:
-            if error.status == 409:
+            if error.status == 409 and taken_is_conflict:
                 raise Conflict(
                     f"conflict: {object_ref(desired)} already exists: another writer (a second run at the same time?) created it after "
                     "this run found none; rerun to converge"
                 ) from None
-            if not self._predicted(stamped, error):
-                raise
-            after = stamped
-        if not self.check_mode:
-            self._known[self._key(desired)] = after = _slim(after)
-        return self._record(Outcome(object_ref(desired), "created", None, after)).after
-
-    def _create(self, desired: dict[str, Any]) -> Outcome:
-        try:
-            after = self.cluster.create(desired, dry_run=self.check_mode)
-        except ApiError as error:
             if error.status == 409:
                 # Made by someone else since the read: theirs, left as it is.
                 kind, namespace, name = key = self._key(desired)
