@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -108,6 +107,17 @@ def _mount_identity_secret(pod_spec: dict[str, Any], mount: Mapping[str, Any], c
             container.setdefault("volumeMounts", []).append({"name": IDENTITY_SECRET_VOLUME, "mountPath": mount_path, "readOnly": True})
 
 
+def _plain_copy(value: Any) -> Any:
+    """A copy of ``value`` made of new dicts and lists. Unlike ``copy.deepcopy``, it copies only the data: a
+    deepcopy of ansible-core's lazy template containers (2.19+, ``_lazy_containers.py`` ``__deepcopy__``) copies their
+    templating context too, which took 0.2-0.8 s per call on the site playbook's variables."""
+    if isinstance(value, Mapping):
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain_copy(item) for item in value]
+    return value
+
+
 def _append_missing(items: list[Any], item: Any) -> None:
     if item not in items:
         items.append(item)
@@ -128,7 +138,7 @@ def with_gmsa(
     """Return a copy of ``manifest`` whose pods run as the gMSA of ``credspec`` on Windows nodes."""
     if not isinstance(manifest, Mapping):
         raise AnsibleFilterError(f"with_gmsa: _input must be a dict (a workload manifest), got {type(manifest).__name__}")
-    wired = copy.deepcopy(dict(manifest))
+    wired = _plain_copy(manifest)
     try:
         pod_spec = _pod_spec(wired)
         _set_credspec(pod_spec, validate_k8s_subdomain(credspec, "credspec"), containers)

@@ -133,3 +133,21 @@ def test_the_identity_secret_is_mounted_only_when_asked_read_only_into_the_gmsa_
 def test_a_bad_identity_secret_mount_is_refused_naming_the_field(mount, message):
     with pytest.raises(AnsibleFilterError, match=message.replace("\\", "\\\\")):
         with_gmsa(_deployment(), credspec="webapp01", identity_secret_mount=mount)
+
+
+class _TemplatingMapping(dict):
+    """Stands for ansible-core's lazy template dict, whose deepcopy also copies its templating context."""
+
+    def __deepcopy__(self, memo):
+        raise AssertionError("with_gmsa deep-copied a container of the templating engine")
+
+
+def test_copies_only_the_data_of_its_input():
+    manifest = _TemplatingMapping(_deployment())
+    manifest["spec"] = _TemplatingMapping(manifest["spec"])
+
+    wired = with_gmsa(manifest, credspec="webapp01")
+
+    assert type(wired) is dict and type(wired["spec"]) is dict
+    assert wired["spec"]["template"]["spec"]["securityContext"] == {"windowsOptions": {"gmsaCredentialSpecName": "webapp01"}}
+    assert "securityContext" not in manifest["spec"]["template"]["spec"]
