@@ -14,8 +14,8 @@ description:
   - Every account is validated, every principal and container looked up, before anything is changed. Each
     account is then written with a single directory operation (a recreation is a delete, then a create), so
     an account is never left half-changed.
-  - A KDS root key must exist before a gMSA is created (see M(wincontainers.gmsa.gmsa_kds_root_key)); the
-    module checks that first.
+  - A KDS root key must exist before a gMSA is created. The module checks that first, and with O(kds_root_key)
+    creates one when the forest has none, in the same task (as M(wincontainers.gmsa.gmsa_kds_root_key) would).
   - The list options (O(accounts[].spn), O(accounts[].allowed_to_retrieve_password),
     O(accounts[].kerberos_encryption_types)) take C(add), C(remove) and C(set) as in
     M(microsoft.ad.service_account).
@@ -146,6 +146,26 @@ options:
         description:
           - Whether the account is enabled. A new account is enabled unless this is V(false).
         type: bool
+  kds_root_key:
+    description:
+      - What to do about the forest's KDS root key when the task creates a gMSA, checked before any change. With
+        O(kds_root_key.create), create a key when the forest has none; otherwise fail, naming the missing key.
+      - When omitted, a task that would create a gMSA in a forest without a key fails before any change.
+      - The key is looked up only when an account is to be created; a run that creates none leaves it alone.
+      - Keys are never deleted (see M(wincontainers.gmsa.gmsa_kds_root_key)).
+    type: dict
+    suboptions:
+      create:
+        description:
+          - Create a key when the forest has none. With V(false), only check that one exists.
+        type: bool
+        default: true
+      lab_mode:
+        description:
+          - Back-date a new key's effective time by 10 hours so that DCs use it at once. Only for a lab with a
+            single DC, as O(wincontainers.gmsa.gmsa_kds_root_key#module:lab_mode).
+        type: bool
+        default: false
   recreate_state_dir:
     description:
       - Directory on the controller where a recreate keeps the old account's settings between the delete and
@@ -190,6 +210,21 @@ EXAMPLES = r"""
         allowed_to_retrieve_password:
           set: [Billing-Hosts]
 
+- name: A new forest - the KDS root key and the gMSAs in one task
+  wincontainers.gmsa.gmsa_account:
+    kds_root_key:
+      create: true
+    accounts:
+      - name: WebApp01
+        allowed_to_retrieve_password:
+          set: [WebApp01-Hosts]
+  register: gmsas
+
+- name: Say when DCs use a key this task created (10 hours after its creation)
+  ansible.builtin.debug:
+    msg: "gMSA passwords can be retrieved from {{ gmsas.kds_root_key.usable_from }}"
+  when: gmsas.kds_root_key is defined and not gmsas.kds_root_key.usable
+
 - name: Remove an account
   wincontainers.gmsa.gmsa_account:
     accounts:
@@ -203,6 +238,34 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+kds_root_key:
+  description:
+    - The forest's KDS root key, when the task was to create an account and O(kds_root_key) was given; the key DCs
+      use (the newest usable one, else the one usable first), or the key the task created (C(key_id) is null in check
+      mode).
+  returned: when O(kds_root_key) is given and an account is to be created
+  type: dict
+  contains:
+    key_id:
+      description: The key's ID.
+      type: str
+      sample: 4e5bd7c1-6c65-4a2f-8d8b-2d1c5b0a2c11
+    effective_time:
+      description: The key's effective time (UTC, ISO 8601).
+      type: str
+      sample: "2026-11-28T12:28:53+00:00"
+    usable_from:
+      description: When DCs start using the key, 10 hours after its effective time (UTC, ISO 8601).
+      type: str
+      sample: "2026-11-28T22:28:53+00:00"
+    usable:
+      description: Whether DCs use the key now.
+      type: bool
+      sample: true
+    changed:
+      description: Whether the task created the key.
+      type: bool
+      sample: false
 accounts:
   description: Each account of O(accounts), in order, as it is after the task (as it would be, in check mode).
   returned: always
@@ -282,6 +345,7 @@ domain:
 """
 
 import dataclasses
+import datetime
 import json
 import os
 
@@ -297,16 +361,20 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     GmsaAccount,
     GmsaCreation,
     GmsaSettings,
+    KdsRootKeyPlan,
     apply_list_changes,
     check_container,
     container_or_default,
+    create_planned_kds_root_key,
     domain_argument_spec,
     encryption_type_names,
     encryption_types_value,
     gmsa_attribute_changes,
+    kds_root_key_warning,
     list_option_spec,
     list_option_values,
     open_domain_client,
+    plan_kds_root_key,
     settings_facts,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
@@ -331,6 +399,11 @@ ACCOUNT_OPTIONS = dict(
     path=dict(type="str"),
     description=dict(type="str"),
     enabled=dict(type="bool"),
+)
+
+KDS_ROOT_KEY_OPTIONS = dict(
+    create=dict(type="bool", default=True),
+    lab_mode=dict(type="bool", default=False),
 )
 
 
@@ -526,8 +599,11 @@ def resolve_principals(client: DomainClient, accounts: list[dict]) -> dict:
     return principals
 
 
-def plan_accounts(client: DomainClient, facts: DomainFacts, accounts: list[dict], recreate_state_dir: str) -> list[AccountPlan]:
-    """Compare every account with AD and check what creating them needs, all before any change."""
+def plan_accounts(
+    client: DomainClient, facts: DomainFacts, accounts: list[dict], recreate_state_dir: str, kds_root_key: dict | None, now: datetime.datetime
+) -> tuple[list[AccountPlan], KdsRootKeyPlan | None]:
+    """Compare every account with AD and check what creating them needs, the KDS root key included, all before any
+    change. Returns the plans and, when ``kds_root_key`` is given and an account is to be created, the key's plan."""
     principals = resolve_principals(client, accounts)
     existing = client.find_gmsas([account["name"] for account in accounts])
     plans = [
@@ -535,15 +611,19 @@ def plan_accounts(client: DomainClient, facts: DomainFacts, accounts: list[dict]
         for index, account in enumerate(accounts)
     ]
     creations = [plan for plan in plans if plan.container]
-    if creations and not client.kds_root_keys():
+    kds_plan = None
+    if creations and kds_root_key is not None:
+        kds_plan = plan_kds_root_key(client, kds_root_key["create"], kds_root_key["lab_mode"], now, "kds_root_key.create")
+    elif creations and not client.kds_root_keys():
         raise DomainError(
-            f"{client.server}: the forest has no KDS root key, so DCs cannot compute gMSA passwords; create one first with wincontainers.gmsa.gmsa_kds_root_key"
+            f"{client.server}: the forest has no KDS root key, so DCs cannot compute gMSA passwords; create one first with "
+            "wincontainers.gmsa.gmsa_kds_root_key, or let this task create it (kds_root_key)"
         )
     checked = set()
     for plan in creations:
         if plan.container.lower() not in checked:
             checked.add(check_container(client, plan.container, f"{plan.field}.path").lower())
-    return plans
+    return plans, kds_plan
 
 
 def apply_plans(client: DomainClient, plans: list[AccountPlan], applied: dict) -> None:
@@ -583,24 +663,29 @@ def main() -> None:
         argument_spec=domain_argument_spec(
             accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS),
             recreate_state_dir=dict(type="path", default="~/.ansible/wincontainers.gmsa/recreate"),
+            kds_root_key=dict(type="dict", options=KDS_ROOT_KEY_OPTIONS),
         ),
         supports_check_mode=True,
     )
     accounts = module.params["accounts"]
-    plans, applied, domain = [], {}, {}
+    plans, applied, domain, kds_plan, kds_created = [], {}, {}, None, False
+    now = datetime.datetime.now(datetime.timezone.utc)
     try:
         validate_accounts(accounts)
         with open_domain_client(module.params, warn=module.warn) as client:
             facts = client.domain_facts()
             # Returned for the credspecs, so a playbook need not read them again with gmsa_domain_info.
             domain = dataclasses.asdict(facts)
-            plans = plan_accounts(client, facts, accounts, module.params["recreate_state_dir"])
+            plans, kds_plan = plan_accounts(client, facts, accounts, module.params["recreate_state_dir"], module.params["kds_root_key"], now)
             if not module.check_mode:
+                if kds_plan is not None and kds_plan.create:
+                    kds_plan, kds_created = create_planned_kds_root_key(client, kds_plan), True
                 apply_plans(client, [plan for plan in plans if plan.changed], applied)
     except (DomainError, ValidationError) as error:
         # A batch that fails midway says what it changed before (those changes are made and stay made) and what it
         # did not attempt.
-        done = [f"{plan.action} {plan.name}" for plan in plans if plan in applied]
+        done = ["created the KDS root key"] if kds_created else []
+        done += [f"{plan.action} {plan.name}" for plan in plans if plan in applied]
         done += [f"deleted {plan.name} to recreate it (a rerun creates it again)" for plan in plans if plan.deleted and plan not in applied]
         untouched = [plan.name for plan in plans if plan.changed and plan not in applied and not plan.deleted]
         message = f"{error}; before the failure, this task {', '.join(done)}" if done else str(error)
@@ -609,7 +694,16 @@ def main() -> None:
         results, diff = _results([plan for plan in plans if plan in applied], applied, lambda plan: True)
         module.fail_json(msg=message, changed=bool(done), accounts=results, diff=diff)
     results, diff = _results(plans, applied, lambda plan: plan.changed)
-    module.exit_json(changed=any(result["changed"] for result in results), accounts=results, domain=domain, diff=diff)
+    extra = {}
+    if kds_plan is not None:
+        key = extra["kds_root_key"] = dict(kds_plan.facts(now), changed=kds_plan.create)
+        if kds_plan.create:
+            # Not a name an account can have (a sAMAccountName holds no space).
+            diff["before"]["KDS root key"], diff["after"]["KDS root key"] = {}, kds_plan.facts(now)
+            if warning := kds_root_key_warning(key):
+                module.warn(warning)
+    changed = any(result["changed"] for result in results) or bool(extra.get("kds_root_key", {}).get("changed"))
+    module.exit_json(changed=changed, accounts=results, domain=domain, diff=diff, **extra)
 
 
 def _results(plans: list[AccountPlan], applied: dict, changed) -> tuple[list[dict], dict]:

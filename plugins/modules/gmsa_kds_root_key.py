@@ -97,25 +97,13 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
-    KDS_REPLICATION_DELAY,
     DomainError,
-    KdsRootKey,
+    create_planned_kds_root_key,
     domain_argument_spec,
+    kds_root_key_warning,
     open_domain_client,
+    plan_kds_root_key,
 )
-
-
-def key_in_use(keys: list[KdsRootKey], now: datetime.datetime) -> KdsRootKey:
-    """The key that matters: the newest usable one, else the one that becomes usable first."""
-    usable = [key for key in keys if key.usable_from <= now]
-    if usable:
-        return max(usable, key=lambda key: key.created)
-    return min(keys, key=lambda key: key.usable_from)
-
-
-def key_result(key_id: str | None, effective_time: datetime.datetime, now: datetime.datetime) -> dict:
-    usable_from = effective_time + KDS_REPLICATION_DELAY
-    return dict(key_id=key_id, effective_time=effective_time.isoformat(), usable_from=usable_from.isoformat(), usable=usable_from <= now)
 
 
 def main() -> None:
@@ -126,23 +114,16 @@ def main() -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     try:
         with open_domain_client(module.params, warn=module.warn) as client:
-            keys = client.kds_root_keys()
-            if keys:
-                key = key_in_use(keys, now)
-                result = key_result(key.key_id, key.effective_time, now)
-                module.exit_json(changed=False, **result, diff=dict(before=result, after=result))
-            if not module.params["create"]:
-                raise DomainError(f"{client.server}: the forest has no KDS root key and create is false; ask the directory team for one (Add-KdsRootKey)")
-            effective_time = now - KDS_REPLICATION_DELAY if module.params["lab_mode"] else now
-            key_id = None if module.check_mode else client.create_kds_root_key(effective_time).key_id
+            plan = plan_kds_root_key(client, module.params["create"], module.params["lab_mode"], now, "create")
+            if plan.create and not module.check_mode:
+                plan = create_planned_kds_root_key(client, plan)
     except DomainError as error:
         module.fail_json(msg=str(error))
-    result = key_result(key_id, effective_time, now)
-    if not result["usable"]:
-        module.warn(
-            f"the new KDS root key becomes usable at {result['usable_from']}: DCs wait 10 hours for it to replicate, "
-            "and gMSA password retrieval fails until then"
-        )
+    result = plan.facts(now)
+    if not plan.create:
+        module.exit_json(changed=False, **result, diff=dict(before=result, after=result))
+    if warning := kds_root_key_warning(result):
+        module.warn(warning)
     module.exit_json(changed=True, **result, diff=dict(before={}, after=result))
 
 

@@ -155,7 +155,7 @@ def fixture_first_run(awx_job):
 def test_first_run_creates_everything_and_verifies(first_run, awx_job):
     runner, events = first_run
     assert runner.status == "successful", runner.stdout.read()[-5000:]
-    # The lab's forest has its KDS root key from provisioning, so that step changes nothing.
+    # The lab's forest has its KDS root key from provisioning, so the gMSA task creates none.
     assert changed_tasks(events) == [
         "Ensure the portable identities are present",
         "Ensure the gMSAs are present",

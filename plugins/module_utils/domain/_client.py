@@ -15,7 +15,7 @@ import abc
 import datetime
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ansible.module_utils.errors import AnsibleFallbackNotFound
@@ -263,6 +263,49 @@ class DomainClient(abc.ABC):
     @abc.abstractmethod
     def read_managed_password(self, account: GmsaAccount, username: str, password: str) -> bytes | None:
         """Read the gMSA's ``msDS-ManagedPassword`` blob authenticated as ``username``; ``None`` if refused."""
+
+
+@dataclass(frozen=True)
+class KdsRootKeyPlan:
+    """What a run finds, or will make, of the forest's KDS root key: the key DCs use (``key_id`` None for one still to
+    be created, or in check mode), and ``create`` when the forest has none yet."""
+
+    key_id: str | None
+    effective_time: datetime.datetime
+    create: bool
+
+    def facts(self, now: datetime.datetime) -> dict[str, Any]:
+        usable_from = self.effective_time + KDS_REPLICATION_DELAY
+        return dict(key_id=self.key_id, effective_time=self.effective_time.isoformat(), usable_from=usable_from.isoformat(), usable=usable_from <= now)
+
+
+def plan_kds_root_key(client: DomainClient, create: bool, lab_mode: bool, now: datetime.datetime, create_option: str) -> KdsRootKeyPlan:
+    """The key that matters, the newest usable one, else the one usable first; or, when the forest has none and
+    ``create`` allows it, the key to create: effective now, or 10 hours ago in ``lab_mode`` so that DCs use it at once.
+    ``create_option`` names the option that refused a creation in the error."""
+    keys = client.kds_root_keys()
+    if keys:
+        usable = [key for key in keys if key.usable_from <= now]
+        key = max(usable, key=lambda key: key.created) if usable else min(keys, key=lambda key: key.usable_from)
+        return KdsRootKeyPlan(key.key_id, key.effective_time, create=False)
+    if not create:
+        raise DomainError(f"{client.server}: the forest has no KDS root key and {create_option} is false; ask the directory team for one (Add-KdsRootKey)")
+    return KdsRootKeyPlan(None, now - KDS_REPLICATION_DELAY if lab_mode else now, create=True)
+
+
+def create_planned_kds_root_key(client: DomainClient, plan: KdsRootKeyPlan) -> KdsRootKeyPlan:
+    """Create the key ``plan`` asks for; return the plan with its key."""
+    return replace(plan, key_id=client.create_kds_root_key(plan.effective_time).key_id)
+
+
+def kds_root_key_warning(facts: dict[str, Any]) -> str | None:
+    """The warning a new key that DCs do not use yet deserves."""
+    if facts["usable"]:
+        return None
+    return (
+        f"the new KDS root key becomes usable at {facts['usable_from']}: DCs wait 10 hours for it to replicate, "
+        "and gMSA password retrieval fails until then"
+    )
 
 
 def principal_lookup_attribute(identity: str) -> str:

@@ -344,6 +344,57 @@ def test_check_mode_writes_nothing_and_reports_the_same_changes(run, check_mode)
     assert directory.batches == ([] if check_mode else [("create_gmsas", 3)])
 
 
+
+class TestGmsaAccountKdsRootKey:
+    """kds_root_key: the key a gMSA needs, made in the same task as the accounts (the domain role's one task)."""
+
+    def test_creates_the_key_before_the_accounts_then_leaves_it(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        args = dict(accounts=[dict(name="WebApp01")], kds_root_key=dict(lab_mode=True))
+        first = run(gmsa_account, args, directory, diff=True)
+        assert first["changed"] is True
+        assert directory.writes[:2] == [("create_kds_root_key",), ("create_gmsa", "WebApp01")]
+        assert first["kds_root_key"]["changed"] is True and first["kds_root_key"]["usable"] is True
+        assert first["kds_root_key"]["key_id"] == directory.keys[0].key_id
+        assert first["diff"]["after"]["KDS root key"]["key_id"] == directory.keys[0].key_id
+        directory.writes.clear()
+        rerun = run(gmsa_account, args, directory)
+        assert rerun["changed"] is False and directory.writes == []
+        # Nothing to create: the key is not even looked up.
+        assert "kds_root_key" not in rerun
+
+    def test_an_existing_key_is_reported_when_accounts_are_created(self, run, directory):
+        result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")], kds_root_key={}), directory)
+        key = result["kds_root_key"]
+        assert (key["key_id"], key["usable"], key["changed"]) == (directory.keys[0].key_id, True, False)
+        assert ("create_kds_root_key",) not in directory.writes
+
+    def test_a_production_key_warns_that_dcs_use_it_in_ten_hours(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        with mock.patch.object(gmsa_account.AnsibleModule, "warn") as warn:
+            result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")], kds_root_key={}), directory)
+        assert result["kds_root_key"]["usable"] is False
+        assert "10 hours" in warn.call_args.args[0]
+
+    def test_no_key_and_creation_refused_fails_naming_the_option_before_any_change(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")], kds_root_key=dict(create=False)), directory)
+        assert result["failed"] is True and "kds_root_key.create is false" in result["msg"]
+        assert directory.writes == []
+
+    def test_check_mode_predicts_the_key_and_writes_nothing(self, run):
+        directory = FakeDirectory(kds_keys=0)
+        result = run(gmsa_account, dict(accounts=[dict(name="WebApp01")], kds_root_key={}), directory, check_mode=True)
+        assert result["changed"] is True and result["kds_root_key"]["changed"] is True and result["kds_root_key"]["key_id"] is None
+        assert directory.writes == []
+
+    def test_a_failure_after_the_key_names_it_among_what_was_done(self, run):
+        directory = BatchingDirectory(refuse="app001")
+        directory.keys.clear()
+        result = run(gmsa_account, dict(accounts=_accounts(3), kds_root_key={}), directory)
+        assert result["failed"] and result["changed"]
+        assert "before the failure, this task created the KDS root key, created app000" in result["msg"]
+
 # --- gmsa_kds_root_key -----------------------------------------------------------------------------------------
 
 class TestKdsRootKey:
