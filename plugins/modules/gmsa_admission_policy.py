@@ -94,61 +94,41 @@ objects:
 """
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _admission_policy
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster, cluster_module, object_ref
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_subdomain
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster, cluster_module
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError
 
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
     name=dict(type="str", default="gmsa-opt-out-label"),
-    allowed_groups=dict(type="list", elements="str", default=["system:masters"]),
+    allowed_groups=dict(type="list", elements="str", default=_admission_policy.DEFAULT_ALLOWED_GROUPS),
     require_support=dict(type="bool", default=False),
 )
-
-
-def validate(params):
-    validate_k8s_subdomain(params["name"], "name")
-    if params["state"] == "present" and not params["allowed_groups"]:
-        raise ValidationError("allowed_groups", "must name at least one group; with none, nobody could opt a namespace out or back in")
-    for index, group in enumerate(params["allowed_groups"]):
-        if not group or any(not char.isprintable() for char in group):
-            raise ValidationError(f"allowed_groups[{index}]", f"{group!r} is empty or contains control characters")
 
 
 def main():
     module = cluster_module(ARGUMENT_SPEC)
     params = module.params
     try:
-        validate(params)
+        _admission_policy.validate(params["name"], params["allowed_groups"], params["state"])
     except ValidationError as error:
         module.fail_json(msg=str(error))
-    objects = [_admission_policy.policy(params["name"], params["allowed_groups"]), _admission_policy.binding(params["name"])]
-    result = dict(labels=list(_admission_policy.OPT_OUT_LABELS))
     reconciler = None
     try:
         cluster = Cluster(module)
-        if not cluster.serves("ValidatingAdmissionPolicy"):
-            message = f"the API server at {cluster.host} does not serve {_admission_policy.API_VERSION} ValidatingAdmissionPolicy (Kubernetes 1.30 or later)"
-            if params["require_support"]:
-                module.fail_json(msg=message, supported=False, **result)
-            module.warn(f"{message}; anyone who may label a namespace can still opt it out of the gMSA webhook's checks")
-            module.exit_json(changed=False, supported=False, objects=[], **result)
         reconciler = Reconciler(cluster, module.check_mode)
-        if params["state"] == "present":
-            foreign = [object_ref(obj) for obj in objects if (live := reconciler.live(obj)) is not None and not is_managed(live)]
-            if foreign:
-                raise Conflict(f"refusing to replace {', '.join(foreign)}: not created by this collection; choose another name")
-            for obj in objects:
-                reconciler.apply(obj)
-        else:
-            # The reverse of creation: the binding, then the policy it names.
-            for obj in reversed(objects):
-                reconciler.delete(obj)
+        result = _admission_policy.reconcile(
+            cluster, reconciler, params["name"], params["allowed_groups"], params["state"], params["require_support"], module.warn
+        )
+    except _admission_policy.Unsupported as error:
+        module.fail_json(msg=str(error), supported=False, labels=list(_admission_policy.OPT_OUT_LABELS))
     except (ApiError, Conflict) as error:
         module.fail_json(msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [])
+    if not result["supported"]:
+        module.exit_json(changed=False, objects=[], **result)
     for warning in reconciler.warnings():
         module.warn(warning)
-    module.exit_json(supported=True, **reconciler.result(module._diff), **result)
+    module.exit_json(**reconciler.result(module._diff), **result)
 
 
 if __name__ == "__main__":

@@ -290,6 +290,32 @@ options:
         probe in the same words, and may be called first, so the probe would pass without reaching this install.
     type: str
     default: default
+  opt_out_policy:
+    description:
+      - Also install (with O(state=present)) or remove (with O(state=absent)) the C(ValidatingAdmissionPolicy) that lets
+        only named groups opt a namespace out of the webhook's checks, in the same task, as
+        M(wincontainers.gmsa.gmsa_admission_policy) would. The webhook skips namespaces labelled
+        C(windows.k8s.io/disabled=true), so whoever may label a namespace may otherwise turn its checks off.
+      - Where the API server does not serve C(admissionregistration.k8s.io/v1) C(ValidatingAdmissionPolicy) (before
+        Kubernetes 1.30), found out by API discovery, nothing is changed and the module warns, unless
+        O(opt_out_policy.require_support=true).
+      - When omitted, no policy is installed or removed.
+    type: dict
+    suboptions:
+      name:
+        description: Name of the policy and of its binding. Default C(<name>-opt-out-label), one per install.
+        type: str
+      allowed_groups:
+        description:
+          - Groups (as the API server authenticates them) whose members may set or remove the labels.
+          - Whom RBAC allows the verb C(opt-out) on C(gmsacredentialspecs.windows.k8s.io) may change them too.
+        type: list
+        elements: str
+        default: [system:masters]
+      require_support:
+        description: Fail, instead of warning, when the API server does not serve C(ValidatingAdmissionPolicy) v1.
+        type: bool
+        default: false
 notes:
   - Runs on the controller. Needs the Python libraries C(kubernetes) and C(cryptography).
   - The lab of this collection runs the real webhook binary. It cannot start Windows containers, so admission is
@@ -371,6 +397,25 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+opt_out_policy:
+  description:
+    - The opt-out label policy of O(opt_out_policy); its objects are listed in RV(objects) with the webhook's.
+  returned: when O(opt_out_policy) is given and the task succeeded
+  type: dict
+  contains:
+    name:
+      description: Name of the policy and its binding.
+      type: str
+      sample: gmsa-webhook-opt-out-label
+    supported:
+      description: Whether the API server serves C(ValidatingAdmissionPolicy) v1; nothing is changed when it does not.
+      type: bool
+      sample: true
+    labels:
+      description: The namespace labels the policy guards.
+      type: list
+      elements: str
+      sample: [windows.k8s.io/disabled, gmsa-webhook]
 image:
   description: Image the webhook Deployment runs.
   returned: state=present
@@ -434,6 +479,7 @@ import re
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.wincontainers.gmsa.plugins.module_utils import _tls
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _admission_policy
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _webhook_manifests as manifests
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY_LABEL, ApiError, Cluster, cluster_module, object_ref
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import (
@@ -495,6 +541,14 @@ ARGUMENT_SPEC = dict(
     wait=dict(type="bool", default=True),
     wait_timeout=dict(type="int", default=300),
     probe_namespace=dict(type="str", default="default"),
+    opt_out_policy=dict(
+        type="dict",
+        options=dict(
+            name=dict(type="str"),
+            allowed_groups=dict(type="list", elements="str", default=_admission_policy.DEFAULT_ALLOWED_GROUPS),
+            require_support=dict(type="bool", default=False),
+        ),
+    ),
 )
 
 _RFC1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -1029,12 +1083,23 @@ def uninstall(module, cluster, reconciler, settings):
     return {}
 
 
+def opt_out_policy(params):
+    """The options of the opt-out label policy, its name defaulted and everything checked; None when not asked for."""
+    policy = params["opt_out_policy"]
+    if policy is None:
+        return None
+    policy = dict(policy, name=policy["name"] or f"{params['name']}-opt-out-label")
+    _admission_policy.validate(policy["name"], policy["allowed_groups"], params["state"], "opt_out_policy.")
+    return policy
+
+
 def main():
     module = cluster_module(ARGUMENT_SPEC)
     if _tls.x509 is None:
         module.fail_json(msg=missing_required_lib("cryptography"))
     try:
         settings = settings_from(module.params)
+        policy = opt_out_policy(module.params)
     except ValidationError as error:
         module.fail_json(msg=str(error))
 
@@ -1044,7 +1109,12 @@ def main():
         reconciler = Reconciler(cluster, module.check_mode)
         action = install if module.params["state"] == "present" else uninstall
         result = action(module, cluster, reconciler, settings)
-    except (ApiError, Conflict, WaitTimeout) as error:
+        if policy is not None:
+            guarded = _admission_policy.reconcile(
+                cluster, reconciler, policy["name"], policy["allowed_groups"], module.params["state"], policy["require_support"], module.warn
+            )
+            result["opt_out_policy"] = dict(guarded, name=policy["name"])
+    except (ApiError, Conflict, WaitTimeout, _admission_policy.Unsupported) as error:
         # What was already done is reported too: a failed run may have changed the cluster.
         module.fail_json(msg=str(error), changed=bool(reconciler and reconciler.changed), objects=reconciler.summary() if reconciler else [])
 

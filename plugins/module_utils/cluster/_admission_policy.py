@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY, MANAGED_BY_LABEL
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Conflict, Reconciler, is_managed
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import MANAGED_BY, MANAGED_BY_LABEL, Cluster, object_ref
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._webhook_manifests import LEGACY_OPT_OUT_LABEL, OPT_OUT_LABEL
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_k8s_subdomain
 
 API_VERSION = "admissionregistration.k8s.io/v1"
 OPT_OUT_LABELS = (OPT_OUT_LABEL, LEGACY_OPT_OUT_LABEL)
@@ -27,6 +29,11 @@ NAMESPACE_RESOURCES = ["namespaces", "namespaces/status", "namespaces/finalize"]
 OPT_OUT_VERB = "opt-out"
 # Label values cannot hold '<', so this stands for "no such label" and differs from every value, "" included.
 _ABSENT = "<absent>"
+DEFAULT_ALLOWED_GROUPS = ["system:masters"]
+
+
+class Unsupported(Exception):
+    """The API server does not serve ValidatingAdmissionPolicy v1, and the caller requires it."""
 
 
 def _cel_string(text: str) -> str:
@@ -87,3 +94,39 @@ def binding(name: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": _labels_meta()},
         "spec": {"policyName": name, "validationActions": ["Deny"]},
     }
+
+
+def validate(name: str, allowed_groups: list[str], state: str, prefix: str = "") -> None:
+    """Check the policy's name and groups; ``prefix`` is the option holding them (``opt_out_policy.``), for the error."""
+    validate_k8s_subdomain(name, f"{prefix}name")
+    if state == "present" and not allowed_groups:
+        raise ValidationError(f"{prefix}allowed_groups", "must name at least one group; with none, nobody could opt a namespace out or back in")
+    for index, group in enumerate(allowed_groups):
+        if not group or any(not char.isprintable() for char in group):
+            raise ValidationError(f"{prefix}allowed_groups[{index}]", f"{group!r} is empty or contains control characters")
+
+
+def reconcile(cluster: Cluster, reconciler: Reconciler, name: str, allowed_groups: list[str], state: str, require_support: bool, warn) -> dict[str, Any]:
+    """Install (``state`` present) or remove the policy and its binding through ``reconciler``; return ``supported``
+    and the ``labels`` guarded. Where the API server does not serve the policy API (asked by discovery, not assumed
+    from its version), change nothing and ``warn``, or raise :class:`Unsupported` with ``require_support``.
+    Refuses (:class:`Conflict`) to replace a policy or binding of that name that the collection did not create."""
+    result = {"supported": True, "labels": list(OPT_OUT_LABELS)}
+    if not cluster.serves("ValidatingAdmissionPolicy"):
+        message = f"the API server at {cluster.host} does not serve {API_VERSION} ValidatingAdmissionPolicy (Kubernetes 1.30 or later)"
+        if require_support:
+            raise Unsupported(message)
+        warn(f"{message}; anyone who may label a namespace can still opt it out of the gMSA webhook's checks")
+        return dict(result, supported=False)
+    objects = [policy(name, allowed_groups), binding(name)]
+    if state == "present":
+        foreign = [object_ref(obj) for obj in objects if (live := reconciler.live(obj)) is not None and not is_managed(live)]
+        if foreign:
+            raise Conflict(f"refusing to replace {', '.join(foreign)}: not created by this collection; choose another name")
+        for obj in objects:
+            reconciler.apply(obj)
+    else:
+        # The reverse of creation: the binding, then the policy it names.
+        for obj in reversed(objects):
+            reconciler.delete(obj)
+    return result

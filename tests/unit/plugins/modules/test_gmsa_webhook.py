@@ -40,6 +40,9 @@ SETTINGS = manifests.WebhookSettings()
         ({"tls": {"mode": "cert_manager", "validity_days": 30, "renew_before_days": 30}}, "tls.renew_before_days: must be smaller than tls.validity_days"),
         ({"adopt": True, "wait": False}, "adopt: needs wait=true"),
         ({"adopt": True, "tls": {"mode": "cert_manager"}}, "adopt: works with tls.mode self_signed or provided"),
+        ({"opt_out_policy": {"allowed_groups": []}}, "opt_out_policy.allowed_groups: must name at least one group"),
+        ({"opt_out_policy": {"allowed_groups": ["admins", "bad\ngroup"]}}, "opt_out_policy.allowed_groups[1]: "),
+        ({"opt_out_policy": {"name": "Opt_Out"}}, "opt_out_policy.name: 'Opt_Out' is not"),
     ],
 )
 def test_invalid_options_fail_before_the_cluster_is_touched(args, message, run_offline):
