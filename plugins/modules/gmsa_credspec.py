@@ -237,6 +237,16 @@ options:
         leaves no C(use) grant behind. Give each task that manages credspecs on a cluster its own O(group).
     type: bool
     default: false
+  create_service_accounts:
+    description:
+      - With O(state=present), first create the namespaces and service accounts of every entry's
+        O(credspecs[].service_accounts) that do not exist yet, as M(wincontainers.gmsa.gmsa_service_accounts) does, in
+        the same task. They get the label C(app.kubernetes.io/managed-by=wincontainers.gmsa); one that exists is left
+        exactly as it is, never labelled, so a cleanup never deletes it.
+      - Removing them is M(wincontainers.gmsa.gmsa_service_accounts) with O(state=absent), which deletes only labelled
+        ones and keeps a namespace that holds anything else.
+    type: bool
+    default: false
 notes:
   - Runs on the controller. The C(GMSACredentialSpec) CRD must be installed (M(wincontainers.gmsa.gmsa_webhook)).
   - Service accounts need not exist yet. RoleBindings can name them before they are created.
@@ -367,6 +377,7 @@ import re
 import tempfile
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._credspec import CCG_PLUGIN_GUIDS, adopt_credspec, build_credspec, plugin_of, to_json
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _namespaces
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -415,6 +426,7 @@ ARGUMENT_SPEC = dict(
     identity=dict(type="dict", options=IDENTITY_SPEC),
     overwrite=dict(type="bool", default=False),
     prune=dict(type="bool", default=False),
+    create_service_accounts=dict(type="bool", default=False),
     group=dict(type="str"),
     credspecs=dict(
         type="list",
@@ -888,6 +900,8 @@ def main():
     try:
         cluster = Cluster(module)
         reconciler = Reconciler(cluster, module.check_mode, keep_diff=module._diff)
+        if params["create_service_accounts"] and params["state"] == "present":
+            _namespaces.create_missing(reconciler, [account for plan in plans for account in plan["service_accounts"]])
         action = ensure_present if params["state"] == "present" else ensure_absent
         results, files_changed = action(module, cluster, reconciler, plans)
     except (ApiError, Conflict) as error:

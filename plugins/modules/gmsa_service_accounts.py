@@ -132,21 +132,6 @@ def validate(params):
         raise ValidationError("wait_timeout", f"{params['wait_timeout']} is negative")
 
 
-def wanted(service_accounts):
-    """The namespaces and the service accounts, each once, in the order given."""
-    namespaces = list(dict.fromkeys(entry["namespace"] for entry in service_accounts))
-    accounts = list(dict.fromkeys((entry["namespace"], entry["name"]) for entry in service_accounts))
-    return [_namespaces.namespace(name) for name in namespaces], [_namespaces.service_account(*account) for account in accounts]
-
-
-def read(reconciler, namespaces):
-    """Know every namespace, and every service account of the ones that exist, from one list each."""
-    reconciler.prefetch("Namespace", metadata_only=True)
-    for obj in namespaces:
-        if reconciler.live(obj) is not None:
-            reconciler.prefetch("ServiceAccount", obj["metadata"]["name"], metadata_only=True)
-
-
 def ensure_absent(module, cluster, reconciler, namespaces, accounts):
     """Delete our service accounts, then our namespaces that hold nothing else; return the kept ones."""
     reconciler.delete_all([obj for obj in accounts if is_managed(reconciler.live(obj))])
@@ -168,16 +153,16 @@ def main():
         validate(params)
     except ValidationError as error:
         module.fail_json(msg=str(error))
-    namespaces, accounts = wanted(params["service_accounts"])
+    namespaces, accounts = _namespaces.wanted(params["service_accounts"])
     reconciler = None
     kept = []
     try:
         cluster = Cluster(module)
         reconciler = Reconciler(cluster, module.check_mode, keep_diff=module._diff)
-        read(reconciler, namespaces)
         if params["state"] == "present":
-            reconciler.create_all(namespaces, accounts)
+            _namespaces.create_missing(reconciler, params["service_accounts"])
         else:
+            _namespaces.read(reconciler, namespaces)
             kept = ensure_absent(module, cluster, reconciler, namespaces, accounts)
     except (ApiError, WaitTimeout) as error:
         module.fail_json(

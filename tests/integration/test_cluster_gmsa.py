@@ -299,6 +299,27 @@ def test_credspecs_are_created_in_one_task_and_a_rerun_changes_nothing(lab, tmp_
 
 
 @pytest.mark.usefixtures("gmsa_crd")
+def test_create_service_accounts_makes_only_the_missing_ones_in_the_same_task(lab):
+    fresh = "itest-gmsa-fresh"
+    entry = dict(ITEST_OTHER, service_accounts=[{"name": "other", "namespace": APPS}, {"name": "newcomer", "namespace": fresh}])
+    try:
+        play = run_play(lab, [credspec_task([entry], create_service_accounts=True)])
+        assert play.rc == 0, play.output
+        created = {entry["object"] for entry in play.result["objects"] if entry["action"] == "created"}
+        assert {"Namespace " + fresh, f"ServiceAccount {fresh}/newcomer", f"RoleBinding {fresh}/gmsa-use-itest-other"} <= created, created
+        # What existed before (the suite's namespace and its service account) is neither changed nor labelled.
+        assert not {f"Namespace {APPS}", f"ServiceAccount {APPS}/other"} & created
+        assert "app.kubernetes.io/managed-by" not in kubectl_json(lab, "get", "namespace", APPS)["metadata"]["labels"]
+        assert kubectl_json(lab, "get", "namespace", fresh)["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "wincontainers.gmsa"
+        assert kubectl_json(lab, "get", "serviceaccount", "-n", fresh, "newcomer")["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "wincontainers.gmsa"
+        rerun = run_play(lab, [credspec_task([entry], create_service_accounts=True)])
+        assert rerun.rc == 0 and not rerun.result["changed"], rerun.output
+    finally:
+        run_play(lab, [credspec_task([entry], state="absent")])
+        kubectl(lab, "delete", "namespace", fresh, "--ignore-not-found", "--wait")
+
+
+@pytest.mark.usefixtures("gmsa_crd")
 def test_use_is_granted_through_the_bindings_only(lab):
     assert may_use(lab, "allowed", "itestapp")
     assert not may_use(lab, "other", "itestapp")

@@ -160,11 +160,10 @@ def test_first_run_creates_everything_and_verifies(first_run, awx_job):
         "Ensure the portable identities are present",
         "Ensure the gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
-        "Ensure the namespaces and service accounts of the workloads, state present",
         "Ensure the credential specs, their RBAC and identity Secrets are present",
         "Apply the workload running as the gMSA of credspec itestsite01",
     ]
-    assert stats(events)["changed"]["localhost"] == 6
+    assert stats(events)["changed"]["localhost"] == 5
     report = next(
         event["event_data"]["res"]["msg"]
         for event in events

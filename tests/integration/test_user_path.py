@@ -189,7 +189,6 @@ def test_the_dry_run_reports_the_steps_the_real_run_takes(dry_then_real):
         "Ensure the portable identities are present",
         "Ensure the gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
-        "Ensure the namespaces and service accounts of the workloads, state present",
         "Ensure the credential specs, their RBAC and identity Secrets are present",
         f"Apply the workload running as the gMSA of credspec {CREDSPEC}",
     } <= set(predicted), predicted

@@ -13,6 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply import Reconciler
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -43,6 +44,29 @@ def namespace(name: str) -> dict[str, Any]:
 
 def service_account(namespace_name: str, name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace_name, "labels": managed_labels()}}
+
+
+def wanted(service_accounts: list[dict[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The namespaces and the service accounts of ``service_accounts`` (``name``, ``namespace``), each once, in order."""
+    namespaces = list(dict.fromkeys(entry["namespace"] for entry in service_accounts))
+    accounts = list(dict.fromkeys((entry["namespace"], entry["name"]) for entry in service_accounts))
+    return [namespace(name) for name in namespaces], [service_account(*account) for account in accounts]
+
+
+def read(reconciler: Reconciler, namespaces: list[dict[str, Any]]) -> None:
+    """Know every namespace, and every service account of the ones that exist, from one list each."""
+    reconciler.prefetch("Namespace", metadata_only=True)
+    for obj in namespaces:
+        if reconciler.live(obj) is not None:
+            reconciler.prefetch("ServiceAccount", obj["metadata"]["name"], metadata_only=True)
+
+
+def create_missing(reconciler: Reconciler, service_accounts: list[dict[str, str]]) -> None:
+    """Create the namespaces, then the service accounts, of ``service_accounts`` that do not exist, with the
+    collection's label; one that exists is left exactly as it is, never labelled (so never deleted by a cleanup)."""
+    namespaces, accounts = wanted(service_accounts)
+    read(reconciler, namespaces)
+    reconciler.create_all(namespaces, accounts)
 
 
 def is_foreign(kind: str, item: dict[str, Any], token_secret: bool = False) -> bool:
