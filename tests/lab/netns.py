@@ -198,8 +198,20 @@ def forward(listen_netns, listen_port, dial_netns, dial_port):
             client.close()  # nothing listens there yet (a server still starting): the client sees a reset
             continue
         upstream.settimeout(None)
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+        relay(client, upstream)
+
+
+def relay(client, upstream):
+    """Pipe both ways between two connected sockets, each chunk sent on as it arrives.
+
+    Without TCP_NODELAY here, a response its server wrote in two parts (kube-apiserver's over about 3.5 KB) would
+    hold its second part until the client's delayed ACK, 40 ms later: the servers behind do not delay (Go's
+    net.TCPConn has Nagle's algorithm off by default, "SetNoDelay ... The default is true", net/tcpsock.go), and a
+    direct connection to them would not either."""
+    for sock in (client, upstream):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for source, sink in ((client, upstream), (upstream, client)):
+        threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""tests/lab/netns.py: which namespaces a cluster owns, and that only the recorded process is ever signalled.
+"""tests/lab/netns.py: which namespaces a cluster owns, that only the recorded process is ever signalled, and how the
+forwarder relays.
 
 `ip` is faked for the listing; the processes are real (a `sleep` each), so signalling is really checked.
 """
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,3 +80,19 @@ def test_what_ignores_sigterm_is_killed_after_the_timeout(stubborn, timeout):
     netns.stop({stubborn.pid: "wgmsa-stubborn"}, timeout=timeout)
     assert stubborn.wait(timeout=5) == -signal.SIGKILL
     assert timeout <= time.monotonic() - started < timeout + 2
+
+
+def test_a_relay_sends_each_chunk_on_at_once_both_ways():
+    """The forwarder turns Nagle's algorithm off on both of its sockets, as the Go servers behind it have it off."""
+    with socket.create_server(("127.0.0.1", 0)) as outer, socket.create_server(("127.0.0.1", 0)) as inner:
+        caller = socket.create_connection(outer.getsockname())
+        client, _ = outer.accept()
+        upstream = socket.create_connection(inner.getsockname())
+        server, _ = inner.accept()
+        with caller, client, upstream, server:
+            netns.relay(client, upstream)
+            assert all(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in (client, upstream))
+            caller.sendall(b"request")
+            assert server.recv(100) == b"request"
+            server.sendall(b"response")
+            assert caller.recv(100) == b"response"
