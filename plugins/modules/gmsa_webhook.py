@@ -306,14 +306,12 @@ options:
         description: Name of the policy and of its binding. Default C(<name>-opt-out-label), one per install.
         type: str
       allowed_groups:
-        description:
-          - Groups (as the API server authenticates them) whose members may set or remove the labels.
-          - Whom RBAC allows the verb C(opt-out) on C(gmsacredentialspecs.windows.k8s.io) may change them too.
+        description: As O(wincontainers.gmsa.gmsa_admission_policy#module:allowed_groups).
         type: list
         elements: str
         default: [system:masters]
       require_support:
-        description: Fail, instead of warning, when the API server does not serve C(ValidatingAdmissionPolicy) v1.
+        description: As O(wincontainers.gmsa.gmsa_admission_policy#module:require_support).
         type: bool
         default: false
 notes:
