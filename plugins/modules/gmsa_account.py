@@ -663,7 +663,8 @@ def main() -> None:
         argument_spec=domain_argument_spec(
             accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS),
             recreate_state_dir=dict(type="path", default="~/.ansible/wincontainers.gmsa/recreate"),
-            kds_root_key=dict(type="dict", options=KDS_ROOT_KEY_OPTIONS),
+            # A KDS root key's options (whether to create one), not key material.
+            kds_root_key=dict(type="dict", options=KDS_ROOT_KEY_OPTIONS, no_log=False),
         ),
         supports_check_mode=True,
     )

@@ -86,9 +86,9 @@ def test_a_relay_sends_each_chunk_on_at_once_both_ways():
     """The forwarder turns Nagle's algorithm off on both of its sockets, as the Go servers behind it have it off."""
     with socket.create_server(("127.0.0.1", 0)) as outer, socket.create_server(("127.0.0.1", 0)) as inner:
         caller = socket.create_connection(outer.getsockname())
-        client, _ = outer.accept()
+        client, _caller_address = outer.accept()
         upstream = socket.create_connection(inner.getsockname())
-        server, _ = inner.accept()
+        server, _upstream_address = inner.accept()
         with caller, client, upstream, server:
             netns.relay(client, upstream)
             assert all(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in (client, upstream))

@@ -148,6 +148,6 @@ def test_copies_only_the_data_of_its_input():
 
     wired = with_gmsa(manifest, credspec="webapp01")
 
-    assert type(wired) is dict and type(wired["spec"]) is dict
+    assert not isinstance(wired, _TemplatingMapping) and not isinstance(wired["spec"], _TemplatingMapping)
     assert wired["spec"]["template"]["spec"]["securityContext"] == {"windowsOptions": {"gmsaCredentialSpecName": "webapp01"}}
     assert "securityContext" not in manifest["spec"]["template"]["spec"]

@@ -344,7 +344,6 @@ def test_check_mode_writes_nothing_and_reports_the_same_changes(run, check_mode)
     assert directory.batches == ([] if check_mode else [("create_gmsas", 3)])
 
 
-
 class TestGmsaAccountKdsRootKey:
     """kds_root_key: the key a gMSA needs, made in the same task as the accounts (the domain role's one task)."""
 
@@ -394,6 +393,7 @@ class TestGmsaAccountKdsRootKey:
         result = run(gmsa_account, dict(accounts=_accounts(3), kds_root_key={}), directory)
         assert result["failed"] and result["changed"]
         assert "before the failure, this task created the KDS root key, created app000" in result["msg"]
+
 
 # --- gmsa_kds_root_key -----------------------------------------------------------------------------------------
 
