@@ -301,12 +301,14 @@ def test_credspecs_are_created_in_one_task_and_a_rerun_changes_nothing(lab, tmp_
 @pytest.mark.usefixtures("gmsa_crd")
 def test_create_service_accounts_makes_only_the_missing_ones_in_the_same_task(lab):
     fresh = "itest-gmsa-fresh"
-    entry = dict(ITEST_OTHER, service_accounts=[{"name": "other", "namespace": APPS}, {"name": "newcomer", "namespace": fresh}])
+    # A credspec of its own: the tests after this one use those of the test before.
+    accounts = [{"name": "other", "namespace": APPS}, {"name": "newcomer", "namespace": fresh}]
+    entry = {"account_name": "ItestFresh", "name": "itest-other-fresh", "service_accounts": accounts}
     try:
         play = run_play(lab, [credspec_task([entry], create_service_accounts=True)])
         assert play.rc == 0, play.output
         created = {entry["object"] for entry in play.result["objects"] if entry["action"] == "created"}
-        assert {"Namespace " + fresh, f"ServiceAccount {fresh}/newcomer", f"RoleBinding {fresh}/gmsa-use-itest-other"} <= created, created
+        assert {"Namespace " + fresh, f"ServiceAccount {fresh}/newcomer", f"RoleBinding {fresh}/gmsa-use-itest-other-fresh"} <= created, created
         # What existed before (the suite's namespace and its service account) is neither changed nor labelled.
         assert not {f"Namespace {APPS}", f"ServiceAccount {APPS}/other"} & created
         assert "app.kubernetes.io/managed-by" not in kubectl_json(lab, "get", "namespace", APPS)["metadata"]["labels"]
