@@ -695,15 +695,16 @@ def main() -> None:
         results, diff = _results([plan for plan in plans if plan in applied], applied, lambda plan: True)
         module.fail_json(msg=message, changed=bool(done), accounts=results, diff=diff)
     results, diff = _results(plans, applied, lambda plan: plan.changed)
-    extra = {}
+    extra, kds_changed = {}, False
     if kds_plan is not None:
-        key = extra["kds_root_key"] = dict(kds_plan.facts(now), changed=kds_plan.create)
-        if kds_plan.create:
+        key, kds_changed = kds_plan.facts(now), kds_plan.create
+        extra["kds_root_key"] = dict(key, changed=kds_changed)
+        if kds_changed:
             # Not a name an account can have (a sAMAccountName holds no space).
-            diff["before"]["KDS root key"], diff["after"]["KDS root key"] = {}, kds_plan.facts(now)
+            diff["before"]["KDS root key"], diff["after"]["KDS root key"] = {}, key
             if warning := kds_root_key_warning(key):
                 module.warn(warning)
-    changed = any(result["changed"] for result in results) or bool(extra.get("kds_root_key", {}).get("changed"))
+    changed = any(result["changed"] for result in results) or kds_changed
     module.exit_json(changed=changed, accounts=results, domain=domain, diff=diff, **extra)
 
 

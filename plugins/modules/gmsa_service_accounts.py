@@ -153,7 +153,6 @@ def main():
         validate(params)
     except ValidationError as error:
         module.fail_json(msg=str(error))
-    namespaces, accounts = _namespaces.wanted(params["service_accounts"])
     reconciler = None
     kept = []
     try:
@@ -162,6 +161,7 @@ def main():
         if params["state"] == "present":
             _namespaces.create_missing(reconciler, params["service_accounts"])
         else:
+            namespaces, accounts = _namespaces.wanted(params["service_accounts"])
             _namespaces.read(reconciler, namespaces)
             kept = ensure_absent(module, cluster, reconciler, namespaces, accounts)
     except (ApiError, WaitTimeout) as error:
