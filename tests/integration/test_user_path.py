@@ -276,6 +276,31 @@ def test_an_existing_credential_spec_and_the_plugin_of_a_credspec_in_the_cluster
         kubectl(lab, "delete", "rolebinding", "-n", NAMESPACE, "gmsa-use-itest-user-byo", "--ignore-not-found")
 
 
+def verification_report(events):
+    return next(event["event_data"]["res"]["msg"] for event in events
+                if event["event"] == "runner_on_ok" and event["event_data"]["task"] == "Show the verification report")
+
+
+def test_verify_on_its_own_builds_the_credspecs_and_fails_the_in_pod_checks_it_could_not_run(dry_then_real, user):
+    # The site run compared the cluster with the credspecs its cluster stage built; on its own, the verify playbook
+    # builds them with a dry run of gmsa_credspec.
+    runner, events = run(user, "wincontainers.gmsa.verify")
+    assert runner.status == "successful", runner.stdout.read()[-5000:]
+    ran = [event["event_data"]["task"] for event in events if event["event"] == "runner_on_ok"]
+    assert "Build each credential spec from the live domain facts, as the cluster stage would (server-side dry run)" in ran
+    report = verification_report(events)
+    assert [line for line in report if line.startswith("passed") and f"credspec {CREDSPEC} matches Active Directory" in line], report
+
+    # Without the lab's declaration that no Windows container runs, the in-pod checks run, and fail: the lab's
+    # kubelet (kwok) runs no container to exec in.
+    runner, events = run(user, "wincontainers.gmsa.verify", extravars={"verify_not_verifiable": {}})
+    assert runner.status == "failed"
+    report = verification_report(events)
+    failed = [line.split(None, 1)[1].split(":")[0] for line in report if line.startswith("FAILED")]
+    assert failed == ["nltest /parentdomain", "nltest /sc_verify", "klist get krbtgt"], report
+    assert all("could not run in the pod" in line for line in report if line.startswith("FAILED")), report
+
+
 def test_cleanup_keeps_a_namespace_that_holds_an_application_object(dry_then_real, user):
     lab = user["lab"]
     assert json.loads(kubectl(lab, "get", "namespace", NAMESPACE, "-o", "json"))["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "wincontainers.gmsa"
