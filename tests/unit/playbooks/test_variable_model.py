@@ -16,6 +16,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 IDENTIFIER = re.compile(r"\b[a-z_][a-z0-9_]*\b")
 FILTER = re.compile(r"wincontainers\.gmsa\.\w+")
 ROLE_PREFIXES = ("domain_", "webhook_", "credspecs_", "workload_", "verify_")
+# What the roles' tasks register (e.g. credspecs_result) is a result of the run, not an inventory variable.
+REGISTERED = {
+    match.group(1) for tasks in (ROOT / "roles").glob("*/tasks/*.yml") for match in re.finditer(r"^\s*register: (\w+)$", tasks.read_text(), re.MULTILINE)
+}
 
 
 def model_templates() -> dict[str, str]:
@@ -37,7 +41,7 @@ def model_inputs(name: str, templates: dict[str, str]) -> set[str]:
             if derived:
                 pending += [key for key in derived if key not in seen]
                 seen.update(derived)
-            elif word.startswith("gmsa_") or word.startswith(ROLE_PREFIXES):
+            elif (word.startswith("gmsa_") or word.startswith(ROLE_PREFIXES)) and word not in REGISTERED:
                 inputs.add(word)
     return inputs
 

@@ -18,7 +18,13 @@ from ansible_collections.wincontainers.gmsa.plugins.modules.gmsa_credspec import
 
 ROLES = pathlib.Path(__file__).resolve().parents[3] / "roles"
 # Options whose keys are data, not settings: label maps and a whole Kubernetes manifest.
-FREE_FORM = {("webhook", "webhook_node_selector"), ("workload", "workload_node_selector"), ("workload", "workload_manifest")}
+# Free-form by nature: label maps, a user's manifest, a registered module result (with changed, invocation, ...).
+FREE_FORM = {
+    ("webhook", "webhook_node_selector"),
+    ("workload", "workload_node_selector"),
+    ("workload", "workload_manifest"),
+    ("verify", "verify_credspecs_built"),
+}
 
 
 def role_options(role: str, entry_point: str = "main") -> dict:
