@@ -499,6 +499,10 @@ def fixture_apps(lab):
     run_play(lab, [credspec_task("absent")])
 
 
+# A failed admission's message names the pod's address: ...->10.244.0.4:443: read: connection reset by peer
+_LOST_CONNECTION = re.compile(r"-(?:>|\\u003e)([0-9.]+):[0-9]+: (?:write: broken pipe|read: connection reset by peer)")
+
+
 def lost_on_an_exiting_pod(failure, exiting):
     """Whether an admission failed on the API server's kept-alive connection to a webhook pod that exited without
     draining, one of the pod IPs in `exiting`: EOF when the pod went after the request was written (Go's message names
@@ -508,9 +512,6 @@ def lost_on_an_exiting_pod(failure, exiting):
         return True
     lost = _LOST_CONNECTION.search(failure)
     return lost is not None and lost.group(1) in exiting
-
-
-_LOST_CONNECTION = re.compile(r"-(?:>|\\u003e)([0-9.]+):[0-9]+: (?:write: broken pipe|read: connection reset by peer)")
 
 
 def real(lab, name, **options):
