@@ -161,7 +161,7 @@ def test_first_run_creates_everything_and_verifies(first_run, awx_job):
         "Ensure the gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
         "Ensure the credential specs, their RBAC and identity Secrets are present",
-        "Apply the workload running as the gMSA of credspec itestsite01",
+        "Ensure the workload running as the gMSA of credspec itestsite01 is present",
     ]
     assert stats(events)["changed"]["localhost"] == 5
     report = next(

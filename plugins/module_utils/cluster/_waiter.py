@@ -1,7 +1,7 @@
 # Copyright: Contributors to the wincontainers.gmsa collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Waiting for the webhook: its Deployment Available, then admission answered by the webhook itself.
+"""Waiting for the webhook (its Deployment Available, then admission answered by the webhook itself) and for workloads.
 
 A ready Deployment only proves the pods pass their readiness probe. What the collection promises is that the
 API server reaches the webhook through the Service with the caBundle it was given, so the last check is a
@@ -40,6 +40,69 @@ def deployment_status(deployment: dict[str, Any] | None) -> tuple[bool, str]:
         reason = f" ({available.get('reason')}: {available.get('message')})" if available else ""
         return False, f"{status.get('readyReplicas', 0)} of {wanted} replicas ready, condition Available is not True{reason}"
     return True, f"{status.get('readyReplicas', 0)} of {wanted} replicas ready"
+
+
+def _rolling_update(workload: dict[str, Any]) -> bool:
+    return ((workload.get("spec") or {}).get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
+
+
+def _seen(workload: dict[str, Any]) -> bool:
+    status = workload.get("status") or {}
+    return 0 < status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0)
+
+
+def statefulset_status(statefulset: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a StatefulSet is rolled out, as ``kubectl rollout status`` decides (pure).
+
+    k8s.io/kubectl pkg/polymorphichelpers/rollout_status.go (v0.36) StatefulSetStatusViewer: seen by the controller,
+    every replica ready, then the replicas above a partition updated or, without one, the update revision current.
+    """
+    if statefulset is None:
+        return False, "the StatefulSet does not exist"
+    if not _rolling_update(statefulset):
+        return True, "updateStrategy OnDelete: its pods change only when they are deleted"
+    if not _seen(statefulset):
+        return False, "the StatefulSet controller has not yet seen the latest spec"
+    spec, status = statefulset["spec"], statefulset.get("status") or {}
+    wanted, ready = spec.get("replicas", 1), status.get("readyReplicas", 0)
+    if ready < wanted:
+        return False, f"{ready} of {wanted} replicas ready"
+    updated = status.get("updatedReplicas", 0)
+    # The API server defaults the partition to 0, which counts as one: every replica updated.
+    partition = ((spec.get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition")
+    above = f" above partition {partition}" if partition else ""
+    if partition is not None:
+        if updated < wanted - partition:
+            return False, f"{updated} of {wanted - partition} replicas{above} run the current pod template"
+        return True, f"{ready} of {wanted} replicas ready" + (f", those{above} updated" if above else "")
+    if status.get("updateRevision") != status.get("currentRevision"):
+        return False, f"{updated} of {wanted} replicas run the current pod template"
+    return True, f"{ready} of {wanted} replicas ready"
+
+
+def daemonset_status(daemonset: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a DaemonSet is rolled out, as ``kubectl rollout status`` decides (pure; DaemonSetStatusViewer there)."""
+    if daemonset is None:
+        return False, "the DaemonSet does not exist"
+    if not _rolling_update(daemonset):
+        return True, "updateStrategy OnDelete: its pods change only when they are deleted"
+    if not _seen(daemonset):
+        return False, "the DaemonSet controller has not yet seen the latest spec"
+    status = daemonset.get("status") or {}
+    wanted = status.get("desiredNumberScheduled", 0)
+    if status.get("updatedNumberScheduled", 0) < wanted:
+        return False, f"{status.get('updatedNumberScheduled', 0)} of {wanted} scheduled pods run the current pod template"
+    if status.get("numberAvailable", 0) < wanted:
+        return False, f"{status.get('numberAvailable', 0)} of {wanted} scheduled pods available"
+    return True, f"{status.get('numberAvailable', 0)} of {wanted} scheduled pods available"
+
+
+# What a rollout of each kind is, where one can be waited for; other kinds (Job, CronJob) are applied without a wait.
+ROLLOUT_STATUS: dict[str, Callable[[dict[str, Any] | None], tuple[bool, str]]] = {
+    "Deployment": deployment_status,
+    "StatefulSet": statefulset_status,
+    "DaemonSet": daemonset_status,
+}
 
 
 def namespace_gone(namespace: dict[str, Any] | None) -> tuple[bool, str]:

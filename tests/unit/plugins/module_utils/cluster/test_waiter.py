@@ -126,3 +126,56 @@ def test_a_wait_ends_at_most_one_check_after_its_deadline():
         _waiter.wait_for(slow_check, "Deployment ns/web", timeout=0.5)
     # Not a whole poll interval (1 s) of sleep past the deadline.
     assert time.monotonic() - started < 0.5 + 0.1 + 0.2
+
+
+def _statefulset(replicas=3, ready=3, observed=2, partition=None, current="r1", update="r1", updated=3, strategy="RollingUpdate"):
+    update_strategy = {"type": strategy, **({"rollingUpdate": {"partition": partition}} if partition is not None else {})}
+    return {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": replicas, "updateStrategy": update_strategy},
+        "status": {"observedGeneration": observed, "readyReplicas": ready, "updatedReplicas": updated, "currentRevision": current, "updateRevision": update},
+    }
+
+
+# As k8s.io/kubectl pkg/polymorphichelpers/rollout_status.go (v0.36) decides for a StatefulSet.
+@pytest.mark.parametrize(
+    ("statefulset", "ready", "detail"),
+    [
+        (None, False, "the StatefulSet does not exist"),
+        (_statefulset(observed=1), False, "the StatefulSet controller has not yet seen the latest spec"),
+        (_statefulset(observed=0), False, "the StatefulSet controller has not yet seen the latest spec"),
+        (_statefulset(ready=2), False, "2 of 3 replicas ready"),
+        (_statefulset(update="r2", updated=1), False, "1 of 3 replicas run the current pod template"),
+        (_statefulset(partition=2, update="r2", updated=0), False, "0 of 1 replicas above partition 2 run the current pod template"),
+        (_statefulset(partition=2, update="r2", updated=1), True, "3 of 3 replicas ready, those above partition 2 updated"),
+        # A partition of 0 is a partition: every replica must be updated, whatever the revisions say.
+        (_statefulset(partition=0, update="r2", updated=3), True, "3 of 3 replicas ready"),
+        (_statefulset(partition=0, update="r2", updated=2), False, "2 of 3 replicas run the current pod template"),
+        (_statefulset(strategy="OnDelete", ready=0), True, "updateStrategy OnDelete: its pods change only when they are deleted"),
+        (_statefulset(), True, "3 of 3 replicas ready"),
+    ],
+)
+def test_statefulset_status(statefulset, ready, detail):
+    assert _waiter.statefulset_status(statefulset) == (ready, detail)
+
+
+def _daemonset(observed=2, desired=2, updated=2, available=2):
+    return {
+        "metadata": {"generation": 2},
+        "spec": {},
+        "status": {"observedGeneration": observed, "desiredNumberScheduled": desired, "updatedNumberScheduled": updated, "numberAvailable": available},
+    }
+
+
+@pytest.mark.parametrize(
+    ("daemonset", "ready", "detail"),
+    [
+        (None, False, "the DaemonSet does not exist"),
+        (_daemonset(observed=1), False, "the DaemonSet controller has not yet seen the latest spec"),
+        (_daemonset(updated=1), False, "1 of 2 scheduled pods run the current pod template"),
+        (_daemonset(available=1), False, "1 of 2 scheduled pods available"),
+        (_daemonset(), True, "2 of 2 scheduled pods available"),
+    ],
+)
+def test_daemonset_status(daemonset, ready, detail):
+    assert _waiter.daemonset_status(daemonset) == (ready, detail)
