@@ -16,7 +16,7 @@ description:
   - A rerun that would change nothing sends no write. The module reads the object and compares it with the manifest
     and the digest of the manifest it last applied, so it also sees fields removed from the manifest.
   - With O(wait), waits until the rollout is done as C(kubectl rollout status) decides, then reports the pods and the
-    nodes they run on. A Job or CronJob has no rollout: it is applied without a wait.
+    nodes they run on. A Job or CronJob has no rollout, so it is applied without a wait.
   - With O(state=absent), deletes the workload only if it carries the label, then waits until it and its pods are
     gone.
 author:

@@ -16,7 +16,9 @@ from tests.integration.support import kubectl, kubectl_json, run_play
 pytest_plugins = ("tests.lab.pytest_kube",)
 
 NAMESPACE = "itest-workload"
-POD_TEMPLATE = {"spec": {"nodeSelector": {"kubernetes.io/os": "windows"}, "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}]}}
+POD_TEMPLATE = {
+    "spec": {"nodeSelector": {"kubernetes.io/os": "windows"}, "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}]},
+}
 
 
 def workload(kind, name, **spec):
