@@ -126,6 +126,14 @@ def test_first_run_converges_every_cluster_with_its_own_applications(fleet_lab, 
     # The domain stage ran once, on the domain host, for the union of the clusters' gMSAs.
     domain_tasks = re.findall(r"^(?:changed|ok): \[(\S+)\].*$", output.split("PLAY [Domain", 1)[1].split("PLAY [", 1)[0], re.MULTILINE)
     assert set(domain_tasks) == {"localhost"}, domain_tasks
+    # The verify stage proved every identity's chain once, on localhost, and each cluster reports its own gMSAs' only.
+    proven = re.findall(r"^(?:changed|ok|skipping): \[(\S+)\]", output.split("Authenticate as each identity", 1)[1].split("TASK [", 1)[0], re.MULTILINE)
+    assert proven == ["localhost"], proven
+    reports = dict(re.findall(r"^ok: \[(\S+)\] => \{\n(.*?)^\}", output.split("Show the verification report", 1)[1].split("TASK [", 1)[0],
+                           re.MULTILINE | re.DOTALL))
+    for host, credspecs in CREDSPECS.items():
+        tickets = set(re.findall(r"(\w+) gets a Kerberos ticket", reports[host]))
+        assert {name.lower() for name in tickets} == credspecs, (host, tickets)
 
 
 def test_rerun_changes_nothing(inventory, first_run):
