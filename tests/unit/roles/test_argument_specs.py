@@ -24,6 +24,7 @@ FREE_FORM = {
     ("workload", "workload_node_selector"),
     ("workload", "workload_manifest"),
     ("verify", "verify_credspecs_built"),
+    ("verify", "verify_domain_checked"),
 }
 
 
