@@ -18,6 +18,11 @@ from typing import Any
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Cluster
 
+# A wait checks again after FIRST_POLL_INTERVAL, then twice as long each time up to POLL_INTERVAL: a controller
+# usually acts within a fraction of a second (a Deployment's generation moves with any change of its annotations,
+# k8s.io/kubernetes pkg/registry/apps/deployment/strategy.go PrepareForUpdate, and the controller observes it at once),
+# while a rollout that takes minutes is not polled more than once a second.
+FIRST_POLL_INTERVAL = 0.1
 POLL_INTERVAL = 1.0
 
 
@@ -181,6 +186,7 @@ def wait_for(check: Callable[[], tuple[bool, str]], what: str, timeout: float, s
     The last check starts before the deadline, so a wait ends at most one check (one request) after it.
     """
     deadline = time.monotonic() + timeout
+    interval = FIRST_POLL_INTERVAL
     while True:
         ready, detail = check()
         if ready:
@@ -188,4 +194,5 @@ def wait_for(check: Callable[[], tuple[bool, str]], what: str, timeout: float, s
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise WaitTimeout(f"{what} not ready after {timeout:g} s: {detail}")
-        sleep(min(POLL_INTERVAL, remaining))
+        sleep(min(interval, POLL_INTERVAL, remaining))
+        interval *= 2

@@ -76,6 +76,13 @@ def test_wait_for_returns_once_ready_and_times_out_naming_what():
         _waiter.wait_for(lambda: (False, "0 of 2 replicas ready"), "Deployment ns/web", timeout=0, sleep=lambda _seconds: None)
 
 
+def test_a_wait_checks_again_soon_then_backs_off_to_once_a_second():
+    slept = []
+    answers = iter([(False, "not yet")] * 6 + [(True, "ready")])
+    assert _waiter.wait_for(lambda: next(answers), "Deployment ns/web", timeout=60, sleep=slept.append) == "ready"
+    assert slept == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
 def test_a_terminating_namespace_is_not_gone_until_the_api_server_forgets_it():
     terminating = {
         "metadata": {"name": "gmsa-webhook"},
