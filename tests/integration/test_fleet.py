@@ -129,8 +129,8 @@ def test_first_run_converges_every_cluster_with_its_own_applications(fleet_lab, 
     # The verify stage proved every identity's chain once, on localhost, and each cluster reports its own gMSAs' only.
     proven = re.findall(r"^(?:changed|ok|skipping): \[(\S+)\]", output.split("Authenticate as each identity", 1)[1].split("TASK [", 1)[0], re.MULTILINE)
     assert proven == ["localhost"], proven
-    reports = dict(re.findall(r"^ok: \[(\S+)\] => \{\n(.*?)^\}", output.split("Show the verification report", 1)[1].split("TASK [", 1)[0],
-                           re.MULTILINE | re.DOTALL))
+    report_task = output.split("Show the verification report", 1)[1].split("TASK [", 1)[0]
+    reports = dict(re.findall(r"^ok: \[(\S+)\] => \{\n(.*?)^\}", report_task, re.MULTILINE | re.DOTALL))
     for host, credspecs in CREDSPECS.items():
         tickets = set(re.findall(r"(\w+) gets a Kerberos ticket", reports[host]))
         assert {name.lower() for name in tickets} == credspecs, (host, tickets)

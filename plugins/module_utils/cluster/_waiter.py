@@ -47,13 +47,16 @@ def deployment_status(deployment: dict[str, Any] | None) -> tuple[bool, str]:
     return True, f"{status.get('readyReplicas', 0)} of {wanted} replicas ready"
 
 
-def _rolling_update(workload: dict[str, Any]) -> bool:
-    return ((workload.get("spec") or {}).get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
-
-
-def _seen(workload: dict[str, Any]) -> bool:
-    status = workload.get("status") or {}
-    return 0 < status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0)
+def _rollout_not_started(workload: dict[str, Any] | None, kind: str) -> tuple[bool, str] | None:
+    """The status of a StatefulSet or DaemonSet that is missing, not rolled (OnDelete) or not yet seen; else None."""
+    if workload is None:
+        return False, f"the {kind} does not exist"
+    if ((workload.get("spec") or {}).get("updateStrategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
+        return True, "updateStrategy OnDelete: its pods change only when they are deleted"
+    observed = (workload.get("status") or {}).get("observedGeneration", 0)
+    if not 0 < observed >= workload["metadata"].get("generation", 0):
+        return False, f"the {kind} controller has not yet seen the latest spec"
+    return None
 
 
 def statefulset_status(statefulset: dict[str, Any] | None) -> tuple[bool, str]:
@@ -62,12 +65,8 @@ def statefulset_status(statefulset: dict[str, Any] | None) -> tuple[bool, str]:
     k8s.io/kubectl pkg/polymorphichelpers/rollout_status.go (v0.36) StatefulSetStatusViewer: seen by the controller,
     every replica ready, then the replicas above a partition updated or, without one, the update revision current.
     """
-    if statefulset is None:
-        return False, "the StatefulSet does not exist"
-    if not _rolling_update(statefulset):
-        return True, "updateStrategy OnDelete: its pods change only when they are deleted"
-    if not _seen(statefulset):
-        return False, "the StatefulSet controller has not yet seen the latest spec"
+    if (unrolled := _rollout_not_started(statefulset, "StatefulSet")) is not None:
+        return unrolled
     spec, status = statefulset["spec"], statefulset.get("status") or {}
     wanted, ready = spec.get("replicas", 1), status.get("readyReplicas", 0)
     if ready < wanted:
@@ -87,12 +86,8 @@ def statefulset_status(statefulset: dict[str, Any] | None) -> tuple[bool, str]:
 
 def daemonset_status(daemonset: dict[str, Any] | None) -> tuple[bool, str]:
     """Whether a DaemonSet is rolled out, as ``kubectl rollout status`` decides (pure; DaemonSetStatusViewer there)."""
-    if daemonset is None:
-        return False, "the DaemonSet does not exist"
-    if not _rolling_update(daemonset):
-        return True, "updateStrategy OnDelete: its pods change only when they are deleted"
-    if not _seen(daemonset):
-        return False, "the DaemonSet controller has not yet seen the latest spec"
+    if (unrolled := _rollout_not_started(daemonset, "DaemonSet")) is not None:
+        return unrolled
     status = daemonset.get("status") or {}
     wanted = status.get("desiredNumberScheduled", 0)
     if status.get("updatedNumberScheduled", 0) < wanted:

@@ -13,6 +13,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Kind
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_service_accounts
+from tests.unit.plugins.modules.fake_cluster import FakeCluster
 
 MANAGED = {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}
 TOKEN = "kubernetes.io/service-account-token"
@@ -25,24 +26,14 @@ def _object(kind, name, namespace=None, labels=None, **metadata):
     return {"apiVersion": "v1", "kind": kind, "metadata": metadata}
 
 
-class FakeApiServer:
+class FakeApiServer(FakeCluster):
     """Objects in a dict, writes recorded; ``created_meanwhile`` appear just before the module's create reaches them."""
-
-    host = "https://fake:6443"
-    connection_pool_size = 4
 
     def __init__(self, *objects, created_meanwhile=(), unlistable=(), undiscovered=()):
         self.objects = {self._key(obj): copy.deepcopy(obj) for obj in objects}
         self.created_meanwhile = {self._key(obj): obj for obj in created_meanwhile}
         self.unlistable, self.undiscovered = set(unlistable), list(undiscovered)
         self.writes, self.lists = [], []
-
-    def __call__(self, _module):
-        return self
-
-    @staticmethod
-    def _key(obj):
-        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
 
     def get(self, kind, name, namespace=None):
         return copy.deepcopy(self.objects.get((kind, namespace, name)))

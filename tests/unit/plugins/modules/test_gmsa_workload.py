@@ -15,6 +15,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _waiter
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_workload
+from tests.unit.plugins.modules.fake_cluster import FakeCluster
 
 MANAGED = {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}
 
@@ -38,23 +39,13 @@ def pod(name, node="win-0", deleting=False):
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-class FakeApiServer:
+class FakeApiServer(FakeCluster):
     """Objects in a dict; a Deployment becomes Available ``rollout_reads`` reads after each write, its pods with it."""
-
-    host = "https://fake:6443"
-    connection_pool_size = 4
 
     def __init__(self, *objects, rollout_reads=2, namespaces=("web",)):
         self.objects = {self._key(obj): copy.deepcopy(obj) for obj in objects}
         self.namespaces, self.rollout_reads = set(namespaces), rollout_reads
         self.writes, self.reads, self.pending = [], 0, 0
-
-    def __call__(self, _module):
-        return self
-
-    @staticmethod
-    def _key(obj):
-        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
 
     def get(self, kind, name, namespace=None):
         self.reads += 1
