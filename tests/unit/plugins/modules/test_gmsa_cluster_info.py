@@ -11,6 +11,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_cluster_info
+from tests.unit.plugins.stand_in_cluster import StandInCluster
 
 DENIAL = 'creating Pod web/probe: refused by admission: admission webhook "admission.windows-gmsa.sigs.k8s.io" denied the request: not authorized'
 
@@ -19,15 +20,12 @@ def _pod(service_account):
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "web"}, "spec": {"serviceAccountName": service_account}}
 
 
-class FakeApiServer:
+class FakeApiServer(StandInCluster):
     """Lists from a dict of kind -> items; a dry-run pod of ``refused_account`` is refused, of ``mute_account`` unanswered."""
 
     def __init__(self, items, refused_account="default", mute_account=None):
         self.items, self.refused_account, self.mute_account = items, refused_account, mute_account
         self.requests = []
-
-    def __call__(self, _module):
-        return self
 
     def list(self, kind, namespace=None, label_selector=None, field_selector=None, metadata_only=False):
         self.requests.append(("list", kind, namespace, label_selector, metadata_only))

@@ -6,6 +6,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_credspec
+from tests.unit.plugins.stand_in_cluster import StandInCluster
 
 DOMAIN = {
     "dns_name": "contoso.com",
@@ -183,7 +184,7 @@ def test_the_api_servers_default_rbac_is_recognized():
     assert not gmsa_credspec.is_rbac_default(None)
 
 
-class RecordingCluster:
+class RecordingCluster(StandInCluster):
     """An API server in a dict that records each request; ``refuse`` names objects whose write is forbidden."""
 
     connection_pool_size = 10
@@ -192,10 +193,6 @@ class RecordingCluster:
         self.objects = {("CustomResourceDefinition", None, "gmsacredentialspecs.windows.k8s.io"): {"kind": "CustomResourceDefinition"}}
         self.requests = []
         self.refuse = set(refuse)
-
-    @staticmethod
-    def _key(obj):
-        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
 
     def get(self, kind, name, namespace=None):
         self.requests.append(("get", kind, name))

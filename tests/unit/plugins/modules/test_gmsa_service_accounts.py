@@ -13,7 +13,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError, Kind
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_service_accounts
-from tests.unit.plugins.modules.fake_cluster import FakeCluster
+from tests.unit.plugins.stand_in_cluster import StandInCluster
 
 MANAGED = {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}
 TOKEN = "kubernetes.io/service-account-token"
@@ -26,7 +26,7 @@ def _object(kind, name, namespace=None, labels=None, **metadata):
     return {"apiVersion": "v1", "kind": kind, "metadata": metadata}
 
 
-class FakeApiServer(FakeCluster):
+class FakeApiServer(StandInCluster):
     """Objects in a dict, writes recorded; ``created_meanwhile`` appear just before the module's create reaches them."""
 
     def __init__(self, *objects, created_meanwhile=(), unlistable=(), undiscovered=()):

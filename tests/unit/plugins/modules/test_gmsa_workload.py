@@ -15,7 +15,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster import _waiter
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._client import ApiError
 from ansible_collections.wincontainers.gmsa.plugins.modules import gmsa_workload
-from tests.unit.plugins.modules.fake_cluster import FakeCluster
+from tests.unit.plugins.stand_in_cluster import StandInCluster
 
 MANAGED = {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}
 
@@ -39,7 +39,7 @@ def pod(name, node="win-0", deleting=False):
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-class FakeApiServer(FakeCluster):
+class FakeApiServer(StandInCluster):
     """Objects in a dict; a Deployment becomes Available ``rollout_reads`` reads after each write, its pods with it."""
 
     def __init__(self, *objects, rollout_reads=2, namespaces=("web",)):

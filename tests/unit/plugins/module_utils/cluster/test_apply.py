@@ -18,11 +18,12 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.cluster._apply 
     redact,
     with_digest,
 )
+from tests.unit.plugins.stand_in_cluster import StandInCluster
 
 MANAGED = {"app.kubernetes.io/managed-by": "wincontainers.gmsa"}
 
 
-class FakeCluster:
+class FakeCluster(StandInCluster):
     """Stands in for _k8s.Cluster: keeps objects in a dict and records the writes."""
 
     connection_pool_size = 10
@@ -30,10 +31,6 @@ class FakeCluster:
     def __init__(self, objects=()):
         self.objects = {self._key(obj): copy.deepcopy(obj) for obj in objects}
         self.calls = []
-
-    @staticmethod
-    def _key(obj):
-        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
 
     def get(self, kind, name, namespace=None):
         self.calls.append(("get", kind, name))

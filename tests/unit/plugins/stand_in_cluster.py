@@ -1,11 +1,11 @@
 # Copyright: Contributors to the wincontainers.gmsa collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""What the in-memory API servers of the cluster modules' unit tests share: they stand in for ``Cluster``."""
+"""What the in-memory API servers of the cluster unit tests share: they stand in for ``Cluster``."""
 
 
-class FakeCluster:
-    """Monkeypatched over a module's ``Cluster``: ``Cluster(module)`` returns the server itself."""
+class StandInCluster:
+    """Monkeypatched over a module's ``Cluster``, ``Cluster(module)`` returns the server itself; ``_key`` indexes objects."""
 
     host = "https://fake:6443"
     connection_pool_size = 4
