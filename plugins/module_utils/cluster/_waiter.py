@@ -189,5 +189,5 @@ def wait_for(check: Callable[[], tuple[bool, str]], what: str, timeout: float, s
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise WaitTimeout(f"{what} not ready after {timeout:g} s: {detail}")
-        sleep(min(interval, POLL_INTERVAL, remaining))
-        interval *= 2
+        sleep(min(interval, remaining))
+        interval = min(interval * 2, POLL_INTERVAL)
