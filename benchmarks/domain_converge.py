@@ -30,7 +30,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
 from tests.lab import samba  # noqa: E402 pylint: disable=wrong-import-position
 
 DOMAIN_TIMEOUT = 900
-ACCOUNTS_TASK = "wincontainers.gmsa.domain : Ensure the gMSAs are "
+ACCOUNTS_TASK = "wincontainers.gmsa.domain : Ensure the portable identities and gMSAs are "
 
 
 def ldap_connection(lab: dict) -> dict:

@@ -146,6 +146,87 @@ options:
         description:
           - Whether the account is enabled. A new account is enabled unless this is V(false).
         type: bool
+  identities:
+    description:
+      - Portable identities (M(wincontainers.gmsa.gmsa_identity)) brought to their options in the same task, before
+        the accounts, each as that module's O(wincontainers.gmsa.gmsa_identity#module:name) and options would, over
+        the same connection (one module run for the whole domain side).
+      - Each identity may retrieve the passwords of the accounts its O(identities[].accounts) lists. With
+        O(identities[].groups) and O(identities[].create_groups), name the groups in
+        O(accounts[].allowed_to_retrieve_password) instead (Microsoft's one group per gMSA).
+      - Checked all before any change, with the accounts. They are written before the accounts are compared
+        with AD (an account names them, or the groups they join, as readers), so a failure in the accounts names
+        the identities this task changed before it.
+      - In check mode an identity or group the task would create has no SID yet; the accounts are predicted
+        without it.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: C(sAMAccountName) of the user (also its C(cn)).
+        type: str
+        required: true
+      accounts:
+        description:
+          - Names of accounts of O(accounts) whose passwords this identity may retrieve. Its SID is added to their
+            O(accounts[].allowed_to_retrieve_password) (as with C(add)).
+          - A name that is not in O(accounts) fails the task before any change.
+        type: list
+        elements: str
+        default: []
+      state:
+        description: V(present) creates or updates the user, V(absent) deletes it.
+        type: str
+        choices: [present, absent]
+        default: present
+      password:
+        description:
+          - Password of the user; required to create it. Never shown in the output, the diff or the logs.
+        type: str
+      update_password:
+        description: As O(wincontainers.gmsa.gmsa_identity#module:update_password).
+        type: str
+        choices: [always, on_create]
+        default: on_create
+      password_never_expires:
+        description: Whether the password never expires.
+        type: bool
+        default: true
+      enabled:
+        description: Whether the account is enabled.
+        type: bool
+        default: true
+      path:
+        description:
+          - Distinguished name of the container or OU that receives a new user. Defaults to C(CN=Users) of the
+            domain.
+        type: str
+      description:
+        description: The C(description) of the user; an empty string removes it. Left as it is when omitted.
+        type: str
+      groups:
+        description: As O(wincontainers.gmsa.gmsa_identity#module:groups).
+        type: dict
+        suboptions:
+          add:
+            description: Groups to join.
+            type: list
+            elements: str
+          remove:
+            description: Groups to leave.
+            type: list
+            elements: str
+          set:
+            description: The complete list of groups.
+            type: list
+            elements: str
+      create_groups:
+        description: As O(wincontainers.gmsa.gmsa_identity#module:create_groups).
+        type: bool
+        default: false
+      groups_path:
+        description: As O(wincontainers.gmsa.gmsa_identity#module:groups_path).
+        type: str
   kds_root_key:
     description:
       - What to do about the forest's KDS root key when the task creates a gMSA, checked before any change. With
@@ -224,6 +305,18 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "gMSA passwords can be retrieved from {{ gmsas.kds_root_key.usable_from }}"
   when: gmsas.kds_root_key is defined and not gmsas.kds_root_key.usable
+
+- name: The domain side of a cluster in one task - the key, the portable identity and the gMSAs it may read
+  wincontainers.gmsa.gmsa_account:
+    kds_root_key:
+      create: true
+    identities:
+      - name: gmsa-ccg-web
+        password: "{{ vault_ccg_web_password }}"
+        accounts: [WebApp01, Billing]
+    accounts:
+      - name: WebApp01
+      - name: Billing
 
 - name: Remove an account
   wincontainers.gmsa.gmsa_account:
@@ -328,6 +421,26 @@ accounts:
     enabled:
       description: Whether the account is enabled.
       type: bool
+identities:
+  description:
+    - With O(identities), each user in order, as M(wincontainers.gmsa.gmsa_identity) returns them in its
+      C(identities) result (C(name), C(state), C(sid), C(distinguished_name), C(enabled), C(password_never_expires),
+      C(description), C(groups), C(password_changed), C(created_groups), C(changed)).
+  returned: when O(identities) is given
+  type: list
+  elements: dict
+  sample:
+    - name: gmsa-ccg-web
+      state: present
+      changed: false
+      sid: S-1-5-21-2126449477-2524075714-3094792973-1105
+      distinguished_name: CN=gmsa-ccg-web,CN=Users,DC=contoso,DC=com
+      enabled: true
+      password_never_expires: true
+      description: null
+      groups: []
+      password_changed: false
+      created_groups: []
 domain:
   description:
     - Facts of the domain the accounts are in, as M(wincontainers.gmsa.gmsa_domain_info) returns them in its C(domain)
@@ -377,6 +490,7 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     plan_kds_root_key,
     settings_facts,
 )
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._identity import USER_OPTIONS, UserBatch, validate_users
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
     validate_distinguished_name,
@@ -399,6 +513,12 @@ ACCOUNT_OPTIONS = dict(
     path=dict(type="str"),
     description=dict(type="str"),
     enabled=dict(type="bool"),
+)
+
+IDENTITY_OPTIONS = dict(
+    USER_OPTIONS,
+    name=dict(type="str", required=True),
+    accounts=dict(type="list", elements="str", default=[]),
 )
 
 KDS_ROOT_KEY_OPTIONS = dict(
@@ -429,6 +549,38 @@ def validate_accounts(accounts: list[dict]) -> None:
             validate_distinguished_name(account["path"], f"{field}.path")
         if account["password_interval_days"] is not None and account["password_interval_days"] < 1:
             raise ValidationError(f"{field}.password_interval_days", "must be at least 1 day")
+
+
+def validate_identities(identities: list[dict], accounts: list[dict]) -> None:
+    """Check the identities as gmsa_identity would, and that each names only gMSAs of ``accounts`` (validated before)."""
+    validate_users(identities, "identities")
+    known = {account["name"].lower() for account in accounts}
+    for index, identity in enumerate(identities):
+        for position, name in enumerate(identity["accounts"]):
+            field = f"identities[{index}].accounts[{position}]"
+            identity["accounts"][position] = name = validate_gmsa_name(name, field)
+            if name.lower() not in known:
+                raise ValidationError(field, f"{name!r} is not one of the accounts of this task; an identity may be allowed only gMSAs the task manages")
+
+
+def grant_identities(accounts: list[dict], identities: UserBatch, check_mode: bool) -> None:
+    """Allow each identity to retrieve the passwords of the accounts it lists (its SID joins their
+    ``allowed_to_retrieve_password.add``). In check mode, an identity or group the task would create has no SID yet:
+    the accounts are predicted without it."""
+    readers: dict[str, list[str]] = {}
+    for identity, result in zip(identities.users, identities.results):
+        if result["state"] == "present" and result["sid"]:
+            for name in identity["accounts"]:
+                readers.setdefault(name.lower(), []).append(result["sid"])
+    pending = {group.lower() for result in identities.results for group in result["created_groups"]} if check_mode else set()
+    for account in accounts:
+        changes = dict(account["allowed_to_retrieve_password"] or {})
+        for suboption in ("set", "add"):
+            if changes.get(suboption) is not None and pending:
+                changes[suboption] = [principal for principal in changes[suboption] if principal.lower() not in pending]
+        if readers.get(account["name"].lower()):
+            changes["add"] = [*(changes.get("add") or []), *readers[account["name"].lower()]]
+        account["allowed_to_retrieve_password"] = changes or None
 
 
 class PendingRecreate:
@@ -662,6 +814,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=domain_argument_spec(
             accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS),
+            identities=dict(type="list", elements="dict", options=IDENTITY_OPTIONS),
             recreate_state_dir=dict(type="path", default="~/.ansible/wincontainers.gmsa/recreate"),
             # A KDS root key's options (whether to create one), not key material.
             kds_root_key=dict(type="dict", options=KDS_ROOT_KEY_OPTIONS, no_log=False),
@@ -669,14 +822,19 @@ def main() -> None:
         supports_check_mode=True,
     )
     accounts = module.params["accounts"]
+    identities = UserBatch(module.params["identities"] or [], "identities")
     plans, applied, domain, kds_plan, kds_created = [], {}, {}, None, False
     now = datetime.datetime.now(datetime.timezone.utc)
     try:
         validate_accounts(accounts)
+        validate_identities(identities.users, accounts)
         with open_domain_client(module.params, warn=module.warn) as client:
             facts = client.domain_facts()
             # Returned for the credspecs, so a playbook need not read them again with gmsa_domain_info.
             domain = dataclasses.asdict(facts)
+            # The identities first: the accounts name them (and the groups they join) as password readers.
+            identities.ensure(module.check_mode, client)
+            grant_identities(accounts, identities, module.check_mode)
             plans, kds_plan = plan_accounts(client, facts, accounts, module.params["recreate_state_dir"], module.params["kds_root_key"], now)
             if not module.check_mode:
                 if kds_plan is not None and kds_plan.create:
@@ -685,27 +843,41 @@ def main() -> None:
     except (DomainError, ValidationError) as error:
         # A batch that fails midway says what it changed before (those changes are made and stay made) and what it
         # did not attempt.
-        done = ["created the KDS root key"] if kds_created else []
+        done = [f"changed the identity {name}" for name in identities.changed if not module.check_mode]
+        done += ["created the KDS root key"] if kds_created else []
         done += [f"{plan.action} {plan.name}" for plan in plans if plan in applied]
         done += [f"deleted {plan.name} to recreate it (a rerun creates it again)" for plan in plans if plan.deleted and plan not in applied]
         untouched = [plan.name for plan in plans if plan.changed and plan not in applied and not plan.deleted]
-        message = f"{error}; before the failure, this task {', '.join(done)}" if done else str(error)
+        if identities.reached is not None and len(identities.results) <= identities.reached:
+            # Failed among the identities: what they changed, and those not reached.
+            message = identities.failure(error)
+        else:
+            message = f"{error}; before the failure, this task {', '.join(done)}" if done else str(error)
         if untouched and applied:
             message += f"; not changed: {', '.join(untouched)}"
         results, diff = _results([plan for plan in plans if plan in applied], applied, lambda plan: True)
-        module.fail_json(msg=message, changed=bool(done), accounts=results, diff=diff)
+        module.fail_json(msg=message, changed=bool(done), accounts=results, diff=diff, **_identity_results(module.params, identities))
     results, diff = _results(plans, applied, lambda plan: plan.changed)
-    extra, kds_changed = {}, False
+    for result in identities.results:
+        if result["changed"]:
+            # Not a name an account can have (a sAMAccountName holds no space).
+            diff["before"][f"identity {result['name']}"] = identities.before[result["name"]]
+            diff["after"][f"identity {result['name']}"] = identities.after[result["name"]]
+    extra, kds_changed = _identity_results(module.params, identities), False
     if kds_plan is not None:
         key, kds_changed = kds_plan.facts(now), kds_plan.create
         extra["kds_root_key"] = dict(key, changed=kds_changed)
         if kds_changed:
-            # Not a name an account can have (a sAMAccountName holds no space).
             diff["before"]["KDS root key"], diff["after"]["KDS root key"] = {}, key
             if warning := kds_root_key_warning(key):
                 module.warn(warning)
-    changed = any(result["changed"] for result in results) or kds_changed
+    changed = any(result["changed"] for result in results) or kds_changed or bool(identities.changed)
     module.exit_json(changed=changed, accounts=results, domain=domain, diff=diff, **extra)
+
+
+def _identity_results(params: dict, identities: UserBatch) -> dict:
+    """The ``identities`` return value, when the option was given."""
+    return dict(identities=identities.results) if params["identities"] is not None else {}
 
 
 def _results(plans: list[AccountPlan], applied: dict, changed) -> tuple[list[dict], dict]:

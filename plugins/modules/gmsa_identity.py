@@ -244,163 +244,10 @@ created_groups:
   sample: [WebApp01-gMSA-Hosts]
 """
 
-from dataclasses import dataclass
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
-    DomainError,
-    DomainUser,
-    apply_list_changes,
-    check_container,
-    container_or_default,
-    domain_argument_spec,
-    list_option_spec,
-    list_option_values,
-    open_domain_client,
-    principal_lookup_attribute,
-)
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._ldap import escape_dn_value
-from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
-    ValidationError,
-    validate_distinguished_name,
-    validate_principal,
-    validate_user_name,
-)
-
-
-def validate_params(params: dict) -> None:
-    """Check the names and paths of one user before the domain is contacted; raise ValidationError naming the option."""
-    validate_user_name(params["name"], "name")
-    for option in ("path", "groups_path"):
-        if params[option] is not None:
-            validate_distinguished_name(params[option], option)
-    for field, value in list_option_values(params["groups"]):
-        validate_principal(value, f"groups.{field}")
-
-
-def user_result(name: str, user: DomainUser | None, desired: dict | None) -> dict:
-    result = dict(name=name, state="present" if desired else "absent", sid=user and user.sid, distinguished_name=user and user.distinguished_name)
-    if desired:
-        result.update(desired)
-    return result
-
-
-class GroupPlan:
-    """The ``groups`` option resolved to DNs, and the groups to create first (with ``create_groups``)."""
-
-    def __init__(self, client, params: dict) -> None:
-        self.to_create: list[str] = []
-        self.container = None
-        self.dns = None
-        groups = params["groups"]
-        if not groups:
-            return
-        values = list_option_values(groups)
-        principals = client.resolve_principals(sorted({value for _field, value in values}))
-        dns = {value: principal.distinguished_name for value, principal in principals.items()}
-        for field, value in values:
-            if value in dns:
-                continue
-            if not params["create_groups"]:
-                raise ValidationError(
-                    f"groups.{field}", f"no group {value!r} in the domain (give a sAMAccountName, SID or distinguished name, or set create_groups)"
-                )
-            if field.startswith("remove"):
-                continue  # a group that does not exist has no member to remove
-            if principal_lookup_attribute(value) != "sAMAccountName":
-                raise ValidationError(f"groups.{field}", f"no group {value!r} in the domain; create_groups creates groups given by name only")
-            self.container = self.container or check_container(
-                client, container_or_default(params["groups_path"], client.domain_facts(), "CN=Users"), "groups_path"
-            )
-            self.to_create.append(value)
-            dns[value] = f"CN={escape_dn_value(value)},{self.container}"
-        self.dns = {suboption: None if names is None else [dns[name] for name in names if name in dns] for suboption, names in groups.items()}
-
-    def create(self, client) -> None:
-        for name in self.to_create:
-            client.create_group(name, self.container)
-
-
-def desired_state(params: dict, user: DomainUser | None, groups: dict | None) -> dict:
-    current_description = user.description if user else None
-    return dict(
-        enabled=params["enabled"],
-        password_never_expires=params["password_never_expires"],
-        description=(params["description"] if params["description"] is not None else current_description) or None,
-        groups=apply_list_changes(list(user.groups) if user else [], groups),
-    )
-
-
-def current_state(user: DomainUser) -> dict:
-    return dict(enabled=user.enabled, password_never_expires=user.password_never_expires, description=user.description, groups=list(user.groups))
-
-
-def missing(values: list[str], among: list[str]) -> list[str]:
-    """The DNs of ``values`` that are not in ``among``, compared case-insensitively as AD compares DNs."""
-    known = {value.lower() for value in among}
-    return [value for value in values if value.lower() not in known]
-
-
-@dataclass
-class Outcome:
-    changed: bool
-    password_changed: bool
-    user: DomainUser | None
-    desired: dict
-    created_groups: list[str]
-
-
-def ensure_present(params: dict, check_mode: bool, client, user: DomainUser | None) -> Outcome:
-    """Create or update the user, and create the groups it joins when asked to."""
-    container = None
-    if user is None:
-        if not params["password"]:
-            raise ValidationError("password", f"is required to create the user {params['name']}")
-        container = check_container(client, container_or_default(params["path"], client.domain_facts(), "CN=Users"), "path")
-    groups = GroupPlan(client, params)
-    desired = desired_state(params, user, groups.dns)
-    current = current_state(user) if user else dict(groups=[])
-    password_changed = user is None or (
-        params["update_password"] == "always" and bool(params["password"]) and not client.credentials_valid(params["name"], params["password"])
-    )
-    attributes_changed = any(current.get(key) != desired[key] for key in ("enabled", "password_never_expires", "description"))
-    join, leave = missing(desired["groups"], current["groups"]), missing(current["groups"], desired["groups"])
-    changed = password_changed or attributes_changed or bool(join or leave or groups.to_create)
-    if not changed or check_mode:
-        return Outcome(changed, password_changed, user, desired, groups.to_create)
-    groups.create(client)
-    if user is None:
-        user = client.create_user(params["name"], container, params["password"], desired["description"], desired["enabled"], desired["password_never_expires"])
-    elif password_changed or attributes_changed:
-        user = client.update_user(
-            user,
-            description=desired["description"],
-            enabled=desired["enabled"],
-            password_never_expires=desired["password_never_expires"],
-            password=params["password"] if password_changed else None,
-        )
-    for group in join:
-        client.set_group_members(group, add=[user.distinguished_name], remove=[])
-    for group in leave:
-        client.set_group_members(group, add=[], remove=[user.distinguished_name])
-    return Outcome(changed, password_changed, user, desired, groups.to_create)
-
-
-def ensure(params: dict, check_mode: bool, client) -> tuple[dict, dict, dict]:
-    """Bring one user to ``params``: its result (with ``changed``, ``password_changed``, ``created_groups``), and the
-    diff's before and after."""
-    name = params["name"]
-    existing = client.find_user(name)
-    before = user_result(name, existing, current_state(existing)) if existing else {}
-    if params["state"] == "absent":
-        if existing and not check_mode:
-            client.delete_user(existing)
-        return dict(user_result(name, None, None), changed=bool(existing), password_changed=False, created_groups=[]), before, {}
-    outcome = ensure_present(params, check_mode, client, existing)
-    result = user_result(name, outcome.user, outcome.desired)
-    # The diff says that the password changes, never what it is.
-    after = dict(result, password="(changed)") if outcome.password_changed else result
-    return dict(result, changed=outcome.changed, password_changed=outcome.password_changed, created_groups=outcome.created_groups), before, after
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import DomainError, domain_argument_spec, list_option_spec, open_domain_client
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._identity import USER_OPTIONS, UserBatch, validate_users
+from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError
 
 
 def identity_params(params: dict) -> list[dict]:
@@ -425,58 +272,23 @@ def main() -> None:
                     groups=list_option_spec(),
                 ),
             ),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            password=dict(type="str", no_log=True),
-            update_password=dict(type="str", choices=["always", "on_create"], default="on_create", no_log=False),
-            password_never_expires=dict(type="bool", default=True, no_log=False),
-            enabled=dict(type="bool", default=True),
-            path=dict(type="str"),
-            description=dict(type="str"),
-            groups=list_option_spec(),
-            create_groups=dict(type="bool", default=False),
-            groups_path=dict(type="str"),
+            **USER_OPTIONS,
         ),
         mutually_exclusive=[("name", "identities")],
         required_one_of=[("name", "identities")],
         supports_check_mode=True,
     )
-    batch = module.params["identities"] is not None
-    users = identity_params(module.params)
-    results: list[dict] = []
-    diff: dict = dict(before={}, after={})
-    reached = None  # the index of the user being handled when the domain was contacted
+    batch = UserBatch(identity_params(module.params), "identities" if module.params["identities"] is not None else None)
     try:
-        for index, params in enumerate(users):
-            _checked(batch, index, validate_params, params)
-        names = [params["name"].lower() for params in users]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValidationError("identities", f"each user may be named once; {', '.join(duplicates)} is named more than once")
+        validate_users(batch.users, batch.option)
         with open_domain_client(module.params, warn=module.warn) as client:
-            for reached, params in enumerate(users):
-                result, before, after = _checked(batch, reached, ensure, params, module.check_mode, client)
-                results.append(result)
-                diff["before"][params["name"]], diff["after"][params["name"]] = before, after
+            batch.ensure(module.check_mode, client)
     except (DomainError, ValidationError) as error:
-        changed = [result["name"] for result in results if result["changed"]]
-        message = str(error)
-        if changed:
-            message += f"; before the failure, this task changed {', '.join(changed)}"
-        if batch and reached is not None and reached + 1 < len(users):
-            message += f"; not reached: {', '.join(params['name'] for params in users[reached + 1:])}"
-        module.fail_json(msg=message, changed=bool(changed), **(dict(identities=results) if batch else {}))
-    if batch:
-        module.exit_json(changed=any(result["changed"] for result in results), identities=results, diff=diff)
-    result = results[0]
-    module.exit_json(**result, diff=dict(before=diff["before"][result["name"]], after=diff["after"][result["name"]]))
-
-
-def _checked(batch: bool, index: int, function, *args):
-    """``function(*args)``, with the field of a ValidationError under ``identities[index]`` for an entry of O(identities)."""
-    try:
-        return function(*args)
-    except ValidationError as error:
-        raise error.within(f"identities[{index}]") if batch else error from None
+        module.fail_json(msg=batch.failure(error), changed=bool(batch.changed), **(dict(identities=batch.results) if batch.option else {}))
+    if batch.option:
+        module.exit_json(changed=bool(batch.changed), identities=batch.results, diff=dict(before=batch.before, after=batch.after))
+    result = batch.results[0]
+    module.exit_json(**result, diff=dict(before=batch.before[result["name"]], after=batch.after[result["name"]]))
 
 
 if __name__ == "__main__":

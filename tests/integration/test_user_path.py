@@ -182,8 +182,7 @@ def test_the_dry_run_reports_the_steps_the_real_run_takes(dry_then_real):
     predicted = changed_tasks(dry_events)
     assert predicted == changed_tasks(real_events)
     assert {
-        "Ensure the portable identities are present",
-        "Ensure the gMSAs are present",
+        "Ensure the portable identities and gMSAs are present",
         "Ensure the gMSA webhook and its CRD are present",
         "Ensure the credential specs, their RBAC and identity Secrets are present",
         f"Ensure the workload running as the gMSA of credspec {CREDSPEC} is present",

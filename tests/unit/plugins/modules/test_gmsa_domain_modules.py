@@ -544,6 +544,80 @@ class TestIdentities:
         assert result["failed"] is True and "mutually exclusive" in result["msg"]
 
 
+class TestGmsaAccountIdentities:
+    """The domain side in one task: gmsa_account's identities, written first, then allowed the accounts they list."""
+
+    def test_each_identity_may_read_the_accounts_it_lists_then_nothing_changes(self, run, directory):
+        args = dict(
+            identities=[dict(name="ccg-web", password=IDENTITY_PASSWORD, accounts=["WebApp01", "Shared$"]),
+                        dict(name="ccg-api", password="Api-Secret-3", accounts=["shared"])],
+            accounts=[dict(name="WebApp01", allowed_to_retrieve_password=dict(add=["web-hosts"])), dict(name="Shared"), dict(name="Lonely")],
+        )
+        first = run(gmsa_account, args, directory, diff=True)
+        web, api = (directory.users[name].sid for name in ("ccg-web", "ccg-api"))
+        readers = {account["name"]: account["allowed_to_retrieve_password"] for account in first["accounts"]}
+        assert readers == {"WebApp01": [directory.principals["web-hosts"].sid, web], "Shared": [web, api], "Lonely": []}
+        assert [(result["name"], result["changed"], result["sid"]) for result in first["identities"]] == [("ccg-web", True, web), ("ccg-api", True, api)]
+        # Users first: an account names them as readers.
+        assert [write[0] for write in directory.writes] == ["create_user", "create_user", "create_gmsa", "create_gmsa", "create_gmsa"]
+        assert first["diff"]["after"]["identity ccg-web"]["password"] == "(changed)"
+        assert IDENTITY_PASSWORD not in json.dumps(first) and "Api-Secret-3" not in json.dumps(first)
+        second = run(gmsa_account, args, directory)
+        assert second["changed"] is False and len(directory.writes) == 5
+
+    def test_check_mode_predicts_the_accounts_without_what_the_task_would_create(self, run, directory):
+        args = dict(
+            identities=[dict(name="ccg-web", password=IDENTITY_PASSWORD, accounts=["WebApp01"], groups=dict(add=["WebApp01-hosts"]), create_groups=True)],
+            accounts=[dict(name="WebApp01", allowed_to_retrieve_password=dict(add=["WebApp01-hosts", "web-hosts"]))],
+        )
+        predicted = run(gmsa_account, args, directory, check_mode=True)
+        assert predicted["changed"] is True and directory.writes == []
+        assert predicted["identities"][0]["sid"] is None and predicted["identities"][0]["created_groups"] == ["WebApp01-hosts"]
+        assert predicted["accounts"][0]["allowed_to_retrieve_password"] == [directory.principals["web-hosts"].sid]
+        applied = run(gmsa_account, args, directory)
+        group = directory.principals["webapp01-hosts"].sid
+        assert applied["accounts"][0]["allowed_to_retrieve_password"] == [group, directory.principals["web-hosts"].sid, directory.users["ccg-web"].sid]
+
+    @pytest.mark.parametrize(
+        "identity, message",
+        [
+            (dict(name="ccg-web", password="x", accounts=["Missing"]), "identities[0].accounts[0]: 'Missing' is not one of the accounts of this task"),
+            (dict(name="bad/name", password="x"), "identities[0].name:"),
+            (dict(name="ccg-web", password="x", accounts=["bad*name"]), "identities[0].accounts[0]: 'bad*name' contains '*'"),
+        ],
+    )
+    def test_bad_identities_are_named_before_anything_changes(self, run, directory, identity, message):
+        result = run(gmsa_account, dict(identities=[identity], accounts=[dict(name="WebApp01")]), directory)
+        assert result["failed"] is True and result["msg"].startswith(message)
+        assert directory.writes == []
+
+    def test_a_failure_in_the_accounts_names_the_identities_changed_before_it(self, run, directory):
+        args = dict(
+            identities=[dict(name="ccg-web", password=IDENTITY_PASSWORD, accounts=["WebApp01"])],
+            accounts=[dict(name="WebApp01", allowed_to_retrieve_password=dict(add=["no-such-group"]))],
+        )
+        result = run(gmsa_account, args, directory)
+        assert result["failed"] is True and result["changed"] is True
+        assert result["msg"].startswith("accounts[0].allowed_to_retrieve_password.add[0]: no user, group or computer 'no-such-group'")
+        assert result["msg"].endswith("before the failure, this task changed the identity ccg-web")
+        assert result["identities"][0]["name"] == "ccg-web" and not directory.gmsas
+
+    def test_a_failure_among_the_identities_names_those_not_reached(self, run, directory):
+        identities = [dict(name="ccg-web", password=IDENTITY_PASSWORD), dict(name="ccg-new"), dict(name="ccg-api", password="Api-Secret-3")]
+        result = run(gmsa_account, dict(identities=identities, accounts=[dict(name="WebApp01")]), directory)
+        assert result["failed"] is True and result["changed"] is True
+        assert result["msg"].startswith("identities[1].password: is required to create the user ccg-new")
+        assert "this task changed ccg-web" in result["msg"] and result["msg"].endswith("not reached: ccg-api")
+        assert not directory.gmsas and "ccg-api" not in directory.users
+
+    def test_absent_identities_are_deleted_with_the_accounts(self, run, directory):
+        args = dict(identities=[dict(name="ccg-web", password=IDENTITY_PASSWORD, accounts=["WebApp01"])], accounts=[dict(name="WebApp01")])
+        run(gmsa_account, args, directory)
+        gone = run(gmsa_account, dict(identities=[dict(name="ccg-web", state="absent")], accounts=[dict(name="WebApp01", state="absent")]), directory)
+        assert gone["changed"] is True and not directory.users and not directory.gmsas
+        assert run(gmsa_account, dict(identities=[dict(name="ccg-web", state="absent")], accounts=[]), directory)["changed"] is False
+
+
 # --- gmsa_domain_info ------------------------------------------------------------------------------------------
 
 class TestDomainInfo:
