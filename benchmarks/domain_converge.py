@@ -1,7 +1,7 @@
 """How long the domain role takes to converge 50 and 500 gMSAs on the lab DC, over ldap and winrm: first run and rerun.
 
-Each run is a whole ``ansible-playbook`` of the wincontainers.gmsa.domain role (KDS root key check, the portable
-identity, the gMSAs in one gmsa_account task, the domain facts), timed from the outside (wall, Ansible's start-up
+Each run is a whole ``ansible-playbook`` of the wincontainers.gmsa.domain role (the portable identity, the KDS root
+key check and the gMSAs in one gmsa_account task, the domain facts), timed from the outside (wall, Ansible's start-up
 included) and by the gmsa_account task's own duration. Both transports run in the same invocation, so their
 ratio is measured under the same load. The accounts are removed afterwards (not timed).
 
