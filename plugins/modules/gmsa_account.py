@@ -566,13 +566,16 @@ def validate_identities(identities: list[dict], accounts: list[dict]) -> None:
 def grant_identities(accounts: list[dict], identities: UserBatch, check_mode: bool) -> None:
     """Allow each identity to retrieve the passwords of the accounts it lists (its SID joins their
     ``allowed_to_retrieve_password.add``). In check mode, an identity or group the task would create has no SID yet:
-    the accounts are predicted without it."""
+    the accounts are predicted without it, also where they name it themselves."""
     readers: dict[str, list[str]] = {}
     for identity, result in zip(identities.users, identities.results):
         if result["state"] == "present" and result["sid"]:
             for name in identity["accounts"]:
                 readers.setdefault(name.lower(), []).append(result["sid"])
-    pending = {group.lower() for result in identities.results for group in result["created_groups"]} if check_mode else set()
+    pending = set()
+    if check_mode:
+        pending = {group.lower() for result in identities.results for group in result["created_groups"]}
+        pending |= {result["name"].lower() for result in identities.results if result["state"] == "present" and not result["sid"]}
     for account in accounts:
         changes = dict(account["allowed_to_retrieve_password"] or {})
         for suboption in ("set", "add"):

@@ -568,13 +568,16 @@ class TestGmsaAccountIdentities:
     def test_check_mode_predicts_the_accounts_without_what_the_task_would_create(self, run, directory):
         args = dict(
             identities=[dict(name="ccg-web", password=IDENTITY_PASSWORD, accounts=["WebApp01"], groups=dict(add=["WebApp01-hosts"]), create_groups=True)],
-            accounts=[dict(name="WebApp01", allowed_to_retrieve_password=dict(add=["WebApp01-hosts", "web-hosts"]))],
+            accounts=[dict(name="WebApp01", allowed_to_retrieve_password=dict(add=["WebApp01-hosts", "web-hosts"])),
+                      dict(name="Billing", allowed_to_retrieve_password=dict(add=["ccg-web"]))],
         )
         predicted = run(gmsa_account, args, directory, check_mode=True)
         assert predicted["changed"] is True and directory.writes == []
         assert predicted["identities"][0]["sid"] is None and predicted["identities"][0]["created_groups"] == ["WebApp01-hosts"]
         assert predicted["accounts"][0]["allowed_to_retrieve_password"] == [directory.principals["web-hosts"].sid]
+        assert predicted["accounts"][1]["allowed_to_retrieve_password"] == []
         applied = run(gmsa_account, args, directory)
+        assert applied["accounts"][1]["allowed_to_retrieve_password"] == [directory.users["ccg-web"].sid]
         group = directory.principals["webapp01-hosts"].sid
         assert applied["accounts"][0]["allowed_to_retrieve_password"] == [group, directory.principals["web-hosts"].sid, directory.users["ccg-web"].sid]
 
