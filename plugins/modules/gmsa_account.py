@@ -16,6 +16,9 @@ description:
     an account is never left half-changed.
   - A KDS root key must exist before a gMSA is created. The module checks that first, and with O(kds_root_key)
     creates one when the forest has none, in the same task (as M(wincontainers.gmsa.gmsa_kds_root_key) would).
+  - With O(check_retrievals), the task then proves from the controller that the portable identities can retrieve
+    the passwords and get tickets as the gMSAs, as M(wincontainers.gmsa.gmsa_domain_info) does, over the same
+    connection. Not in check mode, where the accounts may not exist yet.
   - The list options (O(accounts[].spn), O(accounts[].allowed_to_retrieve_password),
     O(accounts[].kerberos_encryption_types)) take C(add), C(remove) and C(set) as in
     M(microsoft.ad.service_account).
@@ -258,6 +261,7 @@ extends_documentation_fragment:
   - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
   - wincontainers.gmsa.domain_connection
+  - wincontainers.gmsa.retrieval_checks
 attributes:
   check_mode:
     support: full
@@ -441,6 +445,30 @@ identities:
       groups: []
       password_changed: false
       created_groups: []
+retrievals:
+  description:
+    - With O(check_retrievals), one entry per identity, in order, as M(wincontainers.gmsa.gmsa_domain_info) returns
+      them in its C(retrievals) result.
+  returned: when O(check_retrievals) is given, except in check mode
+  type: list
+  elements: dict
+  contains:
+    username:
+      description: The identity.
+      type: str
+    retrieval:
+      description:
+        - One entry per gMSA (C(account), C(identity_authenticated), C(password_readable), C(kerberos_ticket), C(ok),
+          C(detail)), stopping at the first step that fails.
+      type: list
+      elements: dict
+    retrieval_ok:
+      description: Whether every check of this identity succeeded.
+      type: bool
+retrieval_ok:
+  description: Whether every retrieval check succeeded.
+  returned: when O(check_retrievals) is given, except in check mode
+  type: bool
 domain:
   description:
     - Facts of the domain the accounts are in, as M(wincontainers.gmsa.gmsa_domain_info) returns them in its C(domain)
@@ -491,6 +519,12 @@ from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client 
     settings_facts,
 )
 from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._identity import USER_OPTIONS, UserBatch, validate_users
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._retrieval import (
+    RETRIEVAL_OPTIONS,
+    checked_accounts,
+    kds_root_key_facts,
+    prove_retrievals,
+)
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import (
     ValidationError,
     validate_distinguished_name,
@@ -818,6 +852,7 @@ def main() -> None:
         argument_spec=domain_argument_spec(
             accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS),
             identities=dict(type="list", elements="dict", options=IDENTITY_OPTIONS),
+            check_retrievals=dict(type="list", elements="dict", options=RETRIEVAL_OPTIONS),
             recreate_state_dir=dict(type="path", default="~/.ansible/wincontainers.gmsa/recreate"),
             # A KDS root key's options (whether to create one), not key material.
             kds_root_key=dict(type="dict", options=KDS_ROOT_KEY_OPTIONS, no_log=False),
@@ -826,11 +861,13 @@ def main() -> None:
     )
     accounts = module.params["accounts"]
     identities = UserBatch(module.params["identities"] or [], "identities")
-    plans, applied, domain, kds_plan, kds_created = [], {}, {}, None, False
+    checks = module.params["check_retrievals"]
+    plans, applied, domain, kds_plan, kds_created, proven = [], {}, {}, None, False, {}
     now = datetime.datetime.now(datetime.timezone.utc)
     try:
         validate_accounts(accounts)
         validate_identities(identities.users, accounts)
+        retrieval_accounts = checked_accounts([(check, f"check_retrievals[{index}]") for index, check in enumerate(checks or [])])
         with open_domain_client(module.params, warn=module.warn) as client:
             facts = client.domain_facts()
             # Returned for the credspecs, so a playbook need not read them again with gmsa_domain_info.
@@ -843,6 +880,12 @@ def main() -> None:
                 if kds_plan is not None and kds_plan.create:
                     kds_plan, kds_created = create_planned_kds_root_key(client, kds_plan), True
                 apply_plans(client, [plan for plan in plans if plan.changed], applied)
+                if checks is not None:
+                    # The chain as this task left it; in check mode its accounts may not exist yet.
+                    key_usable = any(key["usable"] for key in kds_root_key_facts(client, now))
+                    found = client.find_gmsas(sorted(set().union(*retrieval_accounts), key=str.lower))
+                    retrievals = prove_retrievals(module.run_command, client, facts, checks, retrieval_accounts, found, key_usable)
+                    proven = dict(retrievals=retrievals, retrieval_ok=all(retrieval["retrieval_ok"] for retrieval in retrievals))
     except (DomainError, ValidationError) as error:
         # A batch that fails midway says what it changed before (those changes are made and stay made) and what it
         # did not attempt.
@@ -866,7 +909,7 @@ def main() -> None:
             # Not a name an account can have (a sAMAccountName holds no space).
             diff["before"][f"identity {result['name']}"] = identities.before[result["name"]]
             diff["after"][f"identity {result['name']}"] = identities.after[result["name"]]
-    extra, kds_changed = _identity_results(module.params, identities), False
+    extra, kds_changed = dict(_identity_results(module.params, identities), **proven), False
     if kds_plan is not None:
         key, kds_changed = kds_plan.facts(now), kds_plan.create
         extra["kds_root_key"] = dict(key, changed=kds_changed)

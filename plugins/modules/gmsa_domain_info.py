@@ -24,7 +24,8 @@ options:
     default: []
   check_retrieval:
     description:
-      - Authenticate as the portable identity and check each gMSA of O(check_retrieval.accounts).
+      - Authenticate as the portable identity and check each gMSA of O(check_retrieval.accounts), as each entry of
+        O(check_retrievals) is checked. Excludes O(check_retrievals).
       - The Kerberos ticket request runs MIT C(kinit) on the controller against the KDC named by the Kerberos
         configuration (O(domain_krb5_config)); without C(kinit) that step is reported as skipped.
     type: dict
@@ -46,34 +47,11 @@ options:
         description: Also request a TGT as each gMSA.
         type: bool
         default: true
-  check_retrievals:
-    description:
-      - Several portable identities checked as O(check_retrieval) checks one (one per workload namespace, say), in one
-        task and one connection to the domain. Excludes O(check_retrieval).
-    type: list
-    elements: dict
-    suboptions:
-      username:
-        description: As O(check_retrieval.username).
-        type: str
-        required: true
-      password:
-        description: As O(check_retrieval.password).
-        type: str
-        required: true
-      accounts:
-        description: As O(check_retrieval.accounts).
-        type: list
-        elements: str
-        required: true
-      kerberos_ticket:
-        description: As O(check_retrieval.kerberos_ticket).
-        type: bool
-        default: true
 extends_documentation_fragment:
   - wincontainers.gmsa.attributes
   - ansible.builtin.action_common_attributes
   - wincontainers.gmsa.domain_connection
+  - wincontainers.gmsa.retrieval_checks
 attributes:
   check_mode:
     support: full
@@ -221,14 +199,13 @@ import dataclasses
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import (
-    AuthenticationFailed,
-    DomainError,
-    domain_argument_spec,
-    open_domain_client,
-    settings_facts,
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._client import DomainError, domain_argument_spec, open_domain_client, settings_facts
+from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._retrieval import (
+    RETRIEVAL_OPTIONS,
+    checked_accounts,
+    kds_root_key_facts,
+    prove_retrievals,
 )
-from ansible_collections.wincontainers.gmsa.plugins.module_utils.domain._gmsa_password import BlobError, request_ticket
 from ansible_collections.wincontainers.gmsa.plugins.module_utils._validation import ValidationError, validate_gmsa_name
 
 
@@ -245,39 +222,6 @@ def describe_account(name: str, account) -> dict:
         password_interval_days=account.password_interval_days,
         **settings_facts(account.settings),
     )
-
-
-def check_retrieval(module: AnsibleModule, client, facts, account_name: str, account, check: dict, key_usable: bool) -> dict:
-    """Identity authenticates -> reads the password -> the gMSA gets a TGT; stop at the first failure."""
-    result = dict(account=account_name, identity_authenticated=False, password_readable=False, kerberos_ticket="skipped", ok=False)
-    if account is None:
-        return dict(result, detail=f"the gMSA {account_name} does not exist")
-    try:
-        blob = client.read_managed_password(account, check["username"], check["password"])
-    except AuthenticationFailed as error:
-        return dict(result, detail=f"the identity {check['username']} cannot authenticate: {error}")
-    result["identity_authenticated"] = True
-    if blob is None:
-        if not key_usable:
-            return dict(result, detail="no KDS root key is usable yet, so DCs cannot compute gMSA passwords (see kds_root_keys)")
-        return dict(result, detail=f"{check['username']} may not retrieve the password of {account_name} (allowed_to_retrieve_password)")
-    result["password_readable"] = True
-    if not check["kerberos_ticket"]:
-        return dict(result, ok=True, detail=f"{check['username']} retrieved the password of {account_name}")
-    try:
-        ticket = request_ticket(module.run_command, account.name, facts.dns_name.upper(), facts.dns_name, blob)
-    except BlobError as error:
-        return dict(result, kerberos_ticket="failed", detail=str(error))
-    return dict(result, kerberos_ticket=ticket.status, ok=ticket.status != "failed", detail=ticket.detail)
-
-
-# The checks of one portable identity (check_retrieval, or each entry of check_retrievals).
-RETRIEVAL_OPTIONS = dict(
-    username=dict(type="str", required=True),
-    password=dict(type="str", required=True, no_log=True),
-    accounts=dict(type="list", elements="str", required=True),
-    kerberos_ticket=dict(type="bool", default=True),
-)
 
 
 def main() -> None:
@@ -298,28 +242,15 @@ def main() -> None:
     result = {}
     try:
         names = [validate_gmsa_name(name, f"accounts[{index}]") for index, name in enumerate(module.params["accounts"])]
-        checked = [
-            [validate_gmsa_name(name, f"{field}.accounts[{index}]") for index, name in enumerate(check["accounts"])] for check, field in checks
-        ]
+        checked = checked_accounts(checks)
         with open_domain_client(module.params, warn=module.warn) as client:
             facts = client.domain_facts()
             result["domain"] = dataclasses.asdict(facts)
-            result["kds_root_keys"] = [
-                dict(key_id=key.key_id, effective_time=key.effective_time.isoformat(), usable_from=key.usable_from.isoformat(), usable=key.usable_from <= now)
-                for key in client.kds_root_keys()
-            ]
+            result["kds_root_keys"] = kds_root_key_facts(client, now)
             found = client.find_gmsas(sorted(set(names).union(*checked), key=str.lower))
             result["accounts"] = [describe_account(name, found.get(name.lower())) for name in names]
             key_usable = any(key["usable"] for key in result["kds_root_keys"])
-            retrievals = [
-                dict(
-                    username=check["username"],
-                    retrieval=[check_retrieval(module, client, facts, name, found.get(name.lower()), check, key_usable) for name in accounts],
-                )
-                for (check, _field), accounts in zip(checks, checked)
-            ]
-            for retrieval in retrievals:
-                retrieval["retrieval_ok"] = all(item["ok"] for item in retrieval["retrieval"])
+            retrievals = prove_retrievals(module.run_command, client, facts, [check for check, _field in checks], checked, found, key_usable)
             if single:
                 result.update(retrieval=retrievals[0]["retrieval"], retrieval_ok=retrievals[0]["retrieval_ok"])
             elif module.params["check_retrievals"] is not None:

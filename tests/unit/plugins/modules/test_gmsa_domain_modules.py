@@ -621,6 +621,38 @@ class TestGmsaAccountIdentities:
         assert run(gmsa_account, dict(identities=[dict(name="ccg-web", state="absent")], accounts=[]), directory)["changed"] is False
 
 
+class TestGmsaAccountRetrievalChecks:
+    """check_retrievals: the chain proven in the task that made it, as gmsa_domain_info proves it."""
+
+    ARGS = dict(
+        identities=[dict(name="ccg-web", password=IDENTITY_PASSWORD, accounts=["Web01"])],
+        accounts=[dict(name="Web01"), dict(name="Closed")],
+        check_retrievals=[dict(username="ccg-web", password=IDENTITY_PASSWORD, accounts=["Web01", "Closed"], kerberos_ticket=False)],
+    )
+
+    def test_the_identity_proves_what_the_task_made(self, run, directory):
+        result = run(gmsa_account, self.ARGS, directory)
+        (web,) = result["retrievals"]
+        assert web["username"] == "ccg-web" and [item["account"] for item in web["retrieval"]] == ["Web01", "Closed"]
+        assert web["retrieval"][0]["ok"] and web["retrieval"][0]["password_readable"]
+        assert "may not retrieve the password of Closed" in web["retrieval"][1]["detail"]
+        assert web["retrieval_ok"] is False and result["retrieval_ok"] is False
+        # The same checks as gmsa_domain_info's, over the same directory.
+        same = run(gmsa_domain_info, dict(check_retrievals=self.ARGS["check_retrievals"]), directory)
+        assert same["retrievals"] == result["retrievals"]
+        assert IDENTITY_PASSWORD not in json.dumps(result)
+
+    def test_check_mode_proves_nothing(self, run, directory):
+        result = run(gmsa_account, self.ARGS, directory, check_mode=True)
+        assert result["changed"] is True and "retrievals" not in result and "retrieval_ok" not in result
+
+    def test_a_bad_account_name_is_named_before_anything_changes(self, run, directory):
+        args = dict(self.ARGS, check_retrievals=[dict(username="ccg-web", password="x", accounts=["bad/name"])])
+        result = run(gmsa_account, args, directory)
+        assert result["failed"] is True and result["msg"].startswith("check_retrievals[0].accounts[0]:")
+        assert directory.writes == []
+
+
 # --- gmsa_domain_info ------------------------------------------------------------------------------------------
 
 class TestDomainInfo:
