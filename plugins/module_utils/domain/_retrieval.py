@@ -49,7 +49,8 @@ def check_retrieval(run_command, client, facts, account_name: str, account, chec
     result["identity_authenticated"] = True
     if blob is None:
         if not key_usable:
-            return dict(result, detail="no KDS root key is usable yet, so DCs cannot compute gMSA passwords (see kds_root_keys)")
+            # gmsa_account shares this check and has no kds_root_keys result: say where to look.
+            return dict(result, detail="no KDS root key is usable yet, so DCs cannot compute gMSA passwords (gmsa_domain_info's kds_root_keys says when)")
         return dict(result, detail=f"{check['username']} may not retrieve the password of {account_name} (allowed_to_retrieve_password)")
     result["password_readable"] = True
     if not check["kerberos_ticket"]:
