@@ -89,8 +89,10 @@ def fork_refusal(action: NormalAction, task_vars: dict, wrap_async: bool) -> str
         return "the task is async"
     if C.DEFAULT_KEEP_REMOTE_FILES:
         return "ANSIBLE_KEEP_REMOTE_FILES asks for the module's files"
-    # As module_common._get_shebang resolves it: the host's ansible_python_interpreter, else the configuration.
-    interpreter = action._templar.template(C.config.get_config_value("INTERPRETER_PYTHON", variables=task_vars))
+    # As ActionBase._configure_module and module_common._get_shebang resolve it: the ansible_python_interpreter of the
+    # host the module runs on (the one delegated to, if any), else the configuration.
+    host_vars = task_vars["ansible_delegated_vars"][action._task.delegate_to] if action._task.delegate_to else task_vars
+    interpreter = action._templar.template(C.config.get_config_value("INTERPRETER_PYTHON", variables=host_vars))
     if not isinstance(interpreter, str) or not is_controller_python(interpreter):
         return f"the module's interpreter ({interpreter}) is not the controller's Python ({sys.executable})"
     return None

@@ -24,13 +24,17 @@ from ansible_collections.wincontainers.gmsa.plugins.plugin_utils._controller_mod
 CLUSTER_INFO = module_fqn("wincontainers.gmsa.gmsa_cluster_info")
 
 
-def action(transport="local", become=None, async_val=0, interpreter=sys.executable):
-    """The parts of an ActionBase that fork_refusal reads; the interpreter is the task's ansible_python_interpreter."""
+def action(transport="local", become=None, async_val=0, interpreter=sys.executable, delegate_to=None, delegated_interpreter=None):
+    """The parts of an ActionBase that fork_refusal reads, and the task's variables: the host's interpreter, and the
+    one of the host delegated to."""
+    task_vars = {"ansible_python_interpreter": interpreter}
+    if delegate_to:
+        task_vars["ansible_delegated_vars"] = {delegate_to: {"ansible_python_interpreter": delegated_interpreter}}
     return SimpleNamespace(
         _connection=SimpleNamespace(transport=transport, become=become),
-        _task=SimpleNamespace(async_val=async_val),
+        _task=SimpleNamespace(async_val=async_val, delegate_to=delegate_to),
         _templar=SimpleNamespace(template=lambda value: value),
-    ), {"ansible_python_interpreter": interpreter}
+    ), task_vars
 
 
 def params(**module_args):
@@ -53,6 +57,13 @@ def test_a_local_task_with_the_controllers_python_runs_in_a_fork():
 )
 def test_any_other_task_runs_a_module_process_and_says_why(settings, reason):
     assert reason in fork_refusal(*action(**settings), wrap_async=False)
+
+
+def test_a_delegated_task_runs_with_the_interpreter_of_the_host_delegated_to():
+    delegated = action(interpreter="/usr/bin/python3.9", delegate_to="localhost", delegated_interpreter=sys.executable)
+    assert fork_refusal(*delegated, wrap_async=False) is None
+    delegated = action(interpreter=sys.executable, delegate_to="bastion", delegated_interpreter="/usr/bin/python3.9")
+    assert "(/usr/bin/python3.9) is not the controller's Python" in fork_refusal(*delegated, wrap_async=False)
 
 
 def test_keeping_the_remote_files_asks_for_a_module_process(monkeypatch):
