@@ -23,6 +23,9 @@ from ansible_collections.wincontainers.gmsa.plugins.plugin_utils._controller_mod
 
 CLUSTER_INFO = module_fqn("wincontainers.gmsa.gmsa_cluster_info")
 
+# An Ansible worker has only its main thread when the action forks; this test process keeps other tests' threads.
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
 
 def action(transport="local", become=None, async_val=0, interpreter=sys.executable, delegate_to=None, delegated_interpreter=None):
     """The parts of an ActionBase that fork_refusal reads, and the task's variables: the host's interpreter, and the
