@@ -27,7 +27,10 @@ DEPLOYMENT = {
         "selector": {"matchLabels": {"app": "itest-fork"}},
         "template": {
             "metadata": {"labels": {"app": "itest-fork"}},
-            "spec": {"nodeSelector": {"kubernetes.io/os": "windows"}, "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}]},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/os": "windows"},
+                "containers": [{"name": "app", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}],
+            },
         },
     },
 }

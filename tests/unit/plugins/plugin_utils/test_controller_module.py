@@ -89,7 +89,8 @@ def test_the_controllers_python_is_the_same_program_in_the_same_directory(tmp_pa
 
 
 def test_the_module_name_of_a_task_is_one_of_the_collections_modules():
-    assert module_fqn("gmsa_credspec") == module_fqn("wincontainers.gmsa.gmsa_credspec") == "ansible_collections.wincontainers.gmsa.plugins.modules.gmsa_credspec"
+    expected = "ansible_collections.wincontainers.gmsa.plugins.modules.gmsa_credspec"
+    assert module_fqn("gmsa_credspec") == module_fqn("wincontainers.gmsa.gmsa_credspec") == expected
 
 
 def test_the_fork_returns_the_modules_result_and_exit_status():
