@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 
@@ -129,7 +130,7 @@ def run_in_fork(fqn: str, params: bytes, environment: dict) -> dict:
             _pid, status = os.waitpid(pid, 0)
         except BaseException:
             # The task's timeout, or an interrupt: the module goes with the task, as a module process would.
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise
         stderr.seek(0)
