@@ -518,11 +518,15 @@ class PowerShellOnLdap:
         guid_filter = f"(objectGUID={escape_filter_value(uuid.UUID(object_guid).bytes_le)})"
         base = self.ldap.domain_facts().distinguished_name
         entries = self.ldap._search("finding the gMSA", base, guid_filter, ("sAMAccountName",))
-        if not entries:
-            # What -Identity of an object that is gone (deleted by another run meanwhile) throws: ADIdentityNotFoundException.
+        account = None
+        if entries:
+            name = entries[0].values("sAMAccountName")[0].decode().removesuffix("$")
+            account = self.ldap.find_gmsas([name]).get(name.lower())
+        if account is None:
+            # What -Identity of an object that is gone (deleted by another run meanwhile, also between these two reads)
+            # throws: ADIdentityNotFoundException.
             raise DomainError(f"Cannot find an object with identity: '{object_guid}' under: '{base}'.")
-        name = entries[0].values("sAMAccountName")[0].decode().removesuffix("$")
-        return self.ldap.find_gmsas([name])[name.lower()]
+        return account
 
     def find_gmsas(self, data: dict) -> dict:
         return {"accounts": [self._gmsa(account) for account in self.ldap.find_gmsas(data["names"]).values()]}
