@@ -46,6 +46,8 @@ def fixture_lab(kube_lab):
     kubectl(kube_lab, "create", "namespace", NAMESPACE)
     # Someone else's Deployment, made with kubectl: the module must neither take it over nor delete it.
     kubectl(kube_lab, "create", "-f", "-", stdin=json.dumps(FOREIGN))
+    # Its controllers write its status until it has rolled out: the test's reference resourceVersion is taken after.
+    kubectl(kube_lab, "rollout", "status", "deployment", FOREIGN["metadata"]["name"], "-n", NAMESPACE, "--timeout=120s")
     yield kube_lab
     kubectl(kube_lab, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
 
